@@ -1,0 +1,146 @@
+"""The FAISS index on disk: one folder per model with the vectors and a manifest.
+
+    <index-dir>/<model-slug>/vectors.faiss   IndexFlatIP over unit vectors, row = passage position
+    <index-dir>/<model-slug>/manifest.json   written last; describes and checksums the rest
+
+The manifest records the format version, the model's identity, the dimension, the passage count,
+each transcript's sha256 with its rows, and the index file's sha256. A folder that does not match
+in every respect is not used: FAISS reads many damaged files without complaint, so the hash is
+what tells.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+FORMAT_VERSION = 1
+INDEX_FILE = "vectors.faiss"
+MANIFEST = "manifest.json"
+
+
+class IndexUnusable(RuntimeError):
+    """The stored index cannot be used as it is; the message says why."""
+
+
+@dataclass
+class FileEntry:
+    sha256: str
+    rows: int  # passages of this file, stored contiguously
+
+
+@dataclass
+class Stored:
+    """Vectors with the files they came from, in row order."""
+
+    model: dict[str, str]
+    dim: int
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+
+    def rows_of(self) -> dict[str, tuple[int, int]]:
+        out, row = {}, 0
+        for name, entry in self.files.items():
+            out[name] = (row, row + entry.rows)
+            row += entry.rows
+        return out
+
+
+def model_folder(index_dir: Path, model: dict[str, str]) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", model["name"].split("/")[-1]).strip("-").lower()
+    return index_dir / f"{slug or 'model'}-{model['weights_sha256'][:12]}"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def to_faiss(vectors: np.ndarray) -> faiss.IndexFlatIP:
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+def load(folder: Path, model: dict[str, str]) -> Stored:
+    """The stored vectors, or IndexUnusable saying what does not match."""
+    manifest_path = folder / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IndexUnusable(f"no index in {folder}") from None
+    except (OSError, ValueError) as e:
+        raise IndexUnusable(f"{manifest_path} is unreadable ({e})") from None
+    try:
+        if manifest["format_version"] != FORMAT_VERSION:
+            raise IndexUnusable(f"index format {manifest['format_version']}, expected {FORMAT_VERSION}")
+        if manifest["model"] != model:
+            raise IndexUnusable(
+                f"index built with model {manifest['model'].get('name')}, "
+                f"not {model['name']}"
+            )
+        files = {k: FileEntry(v["sha256"], int(v["rows"])) for k, v in manifest["files"].items()}
+        dim, count, digest = int(manifest["dim"]), int(manifest["count"]), manifest["index_sha256"]
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise IndexUnusable(f"{manifest_path} is malformed ({e})") from None
+    try:
+        data = (folder / INDEX_FILE).read_bytes()
+    except OSError as e:
+        raise IndexUnusable(f"cannot read {folder / INDEX_FILE} ({e.strerror or e})") from None
+    if sha256_bytes(data) != digest:
+        raise IndexUnusable(f"{folder / INDEX_FILE} does not match its checksum (damaged)")
+    try:
+        index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+    except RuntimeError as e:
+        raise IndexUnusable(f"{folder / INDEX_FILE} cannot be read by FAISS ({e})") from None
+    if index.ntotal != count or index.d != dim or sum(f.rows for f in files.values()) != count:
+        raise IndexUnusable(f"{folder / INDEX_FILE} holds {index.ntotal} rows, manifest says {count}")
+    vectors = index.reconstruct_n(0, index.ntotal) if count else np.zeros((0, dim), np.float32)
+    return Stored(model, dim, files, vectors)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Temp file in the same folder, fsync, rename: a reader sees the old file or the new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save(folder: Path, stored: Stored) -> None:
+    """Write the index, then the manifest that vouches for it. Raises OSError if not writable."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = faiss.serialize_index(to_faiss(stored.vectors)).tobytes()
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "model": stored.model,
+        "dim": stored.dim,
+        "count": int(len(stored.vectors)),
+        "files": {k: {"sha256": v.sha256, "rows": v.rows} for k, v in stored.files.items()},
+        "index_file": INDEX_FILE,
+        "index_sha256": sha256_bytes(data),
+    }
+    # The manifest goes first out of the way, so that a crash between the two writes leaves
+    # no manifest vouching for the wrong index file.
+    (folder / MANIFEST).unlink(missing_ok=True)
+    _write_atomic(folder / INDEX_FILE, data)
+    _write_atomic(folder / MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))

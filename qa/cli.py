@@ -1,0 +1,175 @@
+"""`python -m qa ask | eval | calibrate | index`: the engine from a terminal.
+
+Errors a user can fix end the program with exit code 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+from dataclasses import asdict
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    from qa.engine import DEFAULT_DATA, DEFAULT_INDEX_DIR
+
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="a transcript file or a folder of them (default: %(default)s)")
+    parser.add_argument("--index-dir", type=Path, default=DEFAULT_INDEX_DIR,
+                        help="where the index is kept (default: %(default)s, or $QA_INDEX_DIR)")
+    parser.add_argument("--model", default=None,
+                        help="model name (minilm) or a local sentence-transformers folder")  # fmt: skip
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m qa", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ask = sub.add_parser("ask", help="answer a question with quotes from the interview")
+    ask.add_argument("question", nargs="?", help="the question; without it, read stdin lines")
+    ask.add_argument("--k", default=3, help="how many quotes (1-20, default 3)")
+    ask.add_argument("--json", action="store_true", help="print the answer object as JSON")
+    ask.add_argument("--source", help="only quote this transcript")
+    ask.add_argument("--speaker", help="only quote this speaker")
+    _common(ask)
+
+    ev = sub.add_parser("eval", help="hit@1/hit@3/MRR and refusal rates against baselines")
+    ev.add_argument("questions", type=Path, help="JSONL with question and gold")
+    ev.add_argument("--oos", type=Path, help="JSONL of questions the interview does not answer")
+    ev.add_argument("--k", type=int, default=3)
+    ev.add_argument("--json", action="store_true")
+    _common(ev)
+
+    cal = sub.add_parser("calibrate", help="fit the refusal threshold for a model")
+    cal.add_argument("questions", type=Path)
+    cal.add_argument("--oos", type=Path, required=True)
+    cal.add_argument("--write", action="store_true", help="store it in qa/calibration.json")
+    _common(cal)
+
+    idx = sub.add_parser("index", help="build or update the index and say what changed")
+    idx.add_argument("--json", action="store_true")
+    _common(idx)
+    return p
+
+
+def _engine(args: argparse.Namespace, progress: bool = True):
+    from qa.engine import Engine
+
+    return Engine(args.data, args.index_dir, args.model, progress=progress)
+
+
+def render(answer) -> str:
+    """An answer as a person reads it in a terminal."""
+    out = []
+    if not answer.answered:
+        out.append("The interview does not seem to address this question.")
+        if answer.closest:
+            out.append("Closest passage (low confidence):")
+            out.append(_render_quote(answer.closest, None))
+        return "\n".join(out)
+    for n, q in enumerate(answer.quotes, 1):
+        out.append(_render_quote(q, n))
+    return "\n\n".join(out)
+
+
+def _render_quote(q, n: int | None) -> str:
+    head = f"{n}. " if n else ""
+    body = textwrap.fill(q.text, 96, initial_indent="   > ", subsequent_indent="   > ")
+    cite = f"   — {q.speaker}"
+    if q.section:
+        cite += f', in "{q.section}"'
+    lines = [f"{head}[score {q.score:.3f}] {q.source}:{q.start}-{q.end}", body, cite]
+    if q.asked:
+        lines.append("   asked: " + textwrap.shorten(q.asked, 200))
+    return "\n".join(lines)
+
+
+def _batch(engine, args) -> int:
+    from qa.engine import QuestionError
+
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        question = line.strip()
+        if question.startswith("{"):
+            try:
+                obj = json.loads(question)
+                question = obj["question"] if isinstance(obj, dict) else question
+            except (ValueError, KeyError):
+                print(json.dumps({"question": question, "error": "line is not JSON with a "
+                                  "'question' key"}, ensure_ascii=False), flush=True)  # fmt: skip
+                continue
+        try:
+            result = engine.ask(question, args.k, args.source, args.speaker).to_dict()
+        except QuestionError as e:
+            result = {"question": question if isinstance(question, str) else str(question),
+                      "error": str(e)}  # fmt: skip
+        print(json.dumps(result, ensure_ascii=False), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = parser().parse_args(argv)
+    from embeddings.model import ModelError
+    from qa.engine import QuestionError, check_k
+    from qa.transcript import TranscriptError
+
+    try:
+        if args.command == "ask":
+            check_k(args.k)
+            engine = _engine(args, progress=not args.json and args.question is not None)
+            if args.question is None:
+                return _batch(engine, args)
+            answer = engine.ask(args.question, args.k, args.source, args.speaker)
+            print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=1)
+                  if args.json else render(answer))  # fmt: skip
+        elif args.command == "index":
+            engine = _engine(args, progress=not args.json)
+            report = asdict(engine.report)
+            if args.json:
+                print(json.dumps(report, ensure_ascii=False))
+            else:
+                for key in ("added", "changed", "removed", "unchanged"):
+                    print(f"{key:10} {len(report[key])}")
+                print(f"embedded   {report['embedded_passages']} passages; "
+                      f"{report['passages']} in the index")  # fmt: skip
+        elif args.command in ("eval", "calibrate"):
+            return _eval(args)
+    except (TranscriptError, ModelError, QuestionError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from qa import evaluate as ev
+    from qa.engine import CALIBRATION
+
+    questions = ev.read_jsonl(args.questions)
+    off_topic = ev.read_jsonl(args.oos) if args.oos else []
+    engine = _engine(args, progress=False)
+    if args.command == "calibrate":
+        fit = ev.calibrate(engine, questions, off_topic)
+        print(json.dumps({engine.model_name: fit}, indent=1))
+        if args.write:
+            table = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
+            table[engine.model_name] = fit
+            CALIBRATION.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+        return 0
+    scores = ev.evaluate(engine, questions, off_topic, args.k)
+    if args.json:
+        print(json.dumps([asdict(s) for s in scores], indent=1))
+    else:
+        print(f"{len(questions)} questions, {len(off_topic)} off-topic, k={args.k}, "
+              f"model {engine.model_name}")  # fmt: skip
+        print(ev.table([s.row() for s in scores], ev.HEADER))
+    return 0

@@ -1,0 +1,249 @@
+"""Transcripts + model + stored index -> an object that answers questions.
+
+The CLI, the HTTP routes and the chat all go through `Engine.ask`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from embeddings import index as store
+from embeddings.model import Embedder
+from qa import answer as answers
+from qa.retrieve import Hit, Ranker, dense_search
+from qa.transcript import Transcript, TranscriptError, find_transcripts, parse, read_text
+
+PROJECT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = PROJECT / "data"
+DEFAULT_INDEX_DIR = Path(os.environ.get("QA_INDEX_DIR", ".index"))
+CALIBRATION = Path(__file__).with_name("calibration.json")
+MAX_QUESTION_CHARS = 2000
+MAX_K = 20
+DENSE_CANDIDATES = 64
+FALLBACK_CALIBRATION = {"alpha": 0.3, "threshold": 0.55}
+
+
+class QuestionError(ValueError):
+    """A question that cannot be asked; `status` is the HTTP status that fits."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def clean_question(question: object) -> str:
+    """The question as text: control characters become spaces, lone surrogates are dropped."""
+    if not isinstance(question, str):
+        raise QuestionError("question must be text")
+    question = question.encode("utf-8", "replace").decode("utf-8")
+    question = "".join(
+        " " if unicodedata.category(c) in ("Cc", "Cs") or c == "\ufffd" else c for c in question
+    )
+    question = " ".join(question.split())
+    if not question:
+        raise QuestionError("question is empty: type a question about the interview")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise QuestionError(
+            f"question is {len(question)} characters long; the limit is {MAX_QUESTION_CHARS}", 413
+        )
+    return question
+
+
+def check_k(k: object) -> int:
+    try:
+        value = int(str(k).strip())
+    except ValueError:
+        raise QuestionError(f"k must be a whole number from 1 to {MAX_K}") from None
+    if not 1 <= value <= MAX_K:
+        raise QuestionError(f"k must be a whole number from 1 to {MAX_K}, not {value}")
+    return value
+
+
+def display_path(path: Path) -> str:
+    """Relative to the working directory when inside it, else absolute: what users can open."""
+    absolute = path.resolve()
+    try:
+        return str(absolute.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(absolute)
+
+
+def load_calibration(model_name: str) -> dict[str, float] | None:
+    try:
+        table = json.loads(CALIBRATION.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return table.get(model_name)
+
+
+@dataclass
+class Report:
+    """What opening the index did, file by file (the keys of `python -m qa index --json`)."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    embedded_passages: int = 0
+    passages: int = 0
+    saved: bool = True
+
+
+def load_transcripts(
+    data: Path, log: Callable[[str], None]
+) -> tuple[dict[str, Transcript], list[dict[str, str]]]:
+    """Transcripts keyed by their path inside `data`; broken files are skipped and reported."""
+    data = Path(data)
+    paths = find_transcripts(data)
+    root = data if data.is_dir() else data.parent
+    found, skipped = {}, []
+    for path in paths:
+        key = path.relative_to(root).as_posix()
+        try:
+            found[key] = parse(read_text(path), display_path(path))
+        except TranscriptError as e:
+            if data.is_file():
+                raise
+            skipped.append({"file": display_path(path), "error": str(e)})
+            log(f"warning: skipped {e}")
+    if not found:
+        raise TranscriptError(f"{data}: no readable transcripts (.txt or .md) found")
+    return found, skipped
+
+
+class Engine:
+    def __init__(
+        self,
+        data: Path = DEFAULT_DATA,
+        index_dir: Path = DEFAULT_INDEX_DIR,
+        model: str | None = None,
+        progress: bool = True,
+        log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+    ) -> None:
+        self.embedder = Embedder(model)
+        self.log = log
+        self.transcripts, skipped = load_transcripts(Path(data), log)
+        self.report = Report(skipped=skipped)
+        self._open_index(Path(index_dir), progress)
+        self.passages = [p for t in self.transcripts.values() for p in t.passages]
+        self.texts = {t.source: t.text for t in self.transcripts.values()}
+        self.titles = {t.source: t.title for t in self.transcripts.values()}
+        self.ranker = Ranker(self.passages, self.vectors)
+        self.calibration = load_calibration(self.embedder.name)
+        if self.calibration is None:
+            log(f"warning: no refusal calibration for {self.embedder.name}; using a generic one "
+                "(run `python -m qa calibrate`)")  # fmt: skip
+            self.calibration = FALLBACK_CALIBRATION
+
+    def _open_index(self, index_dir: Path, progress: bool) -> None:
+        model = self.embedder.identity
+        folder = store.model_folder(index_dir, model)
+        try:
+            old = store.load(folder, model)
+        except store.IndexUnusable as e:
+            if (folder / store.MANIFEST).exists() or (folder / store.INDEX_FILE).exists():
+                self.log(f"warning: rebuilding the index: {e}")
+            old = None
+        old_rows = old.rows_of() if old else {}
+        hashes = {k: store.sha256_bytes(t.text.encode("utf-8")) for k, t in self.transcripts.items()}
+        report = self.report
+        todo = []
+        for key, t in self.transcripts.items():
+            entry = old.files.get(key) if old else None
+            if entry and entry.sha256 == hashes[key] and entry.rows == len(t.passages):
+                report.unchanged.append(key)
+            else:
+                (report.changed if entry else report.added).append(key)
+                todo.append(key)
+        report.removed = sorted(set(old.files) - set(self.transcripts)) if old else []
+        texts = [p.text for key in todo for p in self.transcripts[key].passages]
+        if texts and progress:
+            self.log(f"embedding {len(texts)} passages from {len(todo)} transcript(s)…")
+        fresh = self.embedder.encode(texts, progress=progress and len(texts) > 64)
+        dim = fresh.shape[1] if len(texts) else (old.dim if old else self.embedder.dim)
+        parts, offset, files = [], 0, {}
+        for key, t in self.transcripts.items():
+            n = len(t.passages)
+            if key in todo:
+                parts.append(fresh[offset : offset + n])
+                offset += n
+            else:
+                a, b = old_rows[key]
+                parts.append(old.vectors[a:b])
+            files[key] = store.FileEntry(hashes[key], n)
+        self.vectors = np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+        self.index = store.to_faiss(self.vectors)
+        report.embedded_passages = len(texts)
+        report.passages = len(self.vectors)
+        if todo or report.removed or old is None:
+            try:
+                store.save(folder, store.Stored(model, dim, files, self.vectors))
+            except OSError as e:
+                report.saved = False
+                self.log(f"warning: cannot write the index to {folder} ({e.strerror or e}); "
+                         "serving from memory, it will be rebuilt on the next start")  # fmt: skip
+
+    @property
+    def model_name(self) -> str:
+        return self.embedder.name
+
+    @property
+    def speakers(self) -> list[str]:
+        return sorted({p.speaker for p in self.passages})
+
+    def confidence(self, question: str, dense_top: float) -> float:
+        """How well the interview covers the question: best cosine plus word coverage."""
+        return dense_top + self.calibration["alpha"] * self.ranker.coverage(question)
+
+    def rank(self, question: str, allowed: np.ndarray | None = None) -> tuple[list[Hit], float]:
+        vector = self.embedder.encode([question])[0]
+        if allowed is None:
+            dense = dense_search(self.index, vector, DENSE_CANDIDATES)
+        else:
+            rows = np.flatnonzero(allowed)
+            sims = self.vectors[rows] @ vector
+            order = np.argsort(-sims)[:DENSE_CANDIDATES]
+            dense = [Hit(int(rows[i]), float(sims[i])) for i in order]
+        hits = self.ranker.rank(question, vector, dense, allowed)
+        dense_top = dense[0].score if dense else 0.0
+        return hits, self.confidence(question, dense_top)
+
+    def ask(
+        self, question: object, k: object = 3, source: str | None = None,
+        speaker: str | None = None,
+    ) -> answers.Answer:  # fmt: skip
+        """Verbatim quotes answering the question, or a refusal. Raises QuestionError."""
+        question = clean_question(question)
+        k = check_k(k)
+        allowed = self._filter(source, speaker)
+        hits, confidence = self.rank(question, allowed)
+        answered = bool(hits) and confidence >= self.calibration["threshold"]
+        return answers.build(
+            question, hits, self.passages, self.texts, self.titles, k, answered, confidence,
+            self.model_name,
+        )  # fmt: skip
+
+    def _filter(self, source: str | None, speaker: str | None) -> np.ndarray | None:
+        if not source and not speaker:
+            return None
+        allowed = np.ones(len(self.passages), dtype=bool)
+        if source:
+            names = {t.source for t in self.transcripts.values()}
+            match = {t.source for k, t in self.transcripts.items() if source in (k, t.source, t.title)}
+            if not match:
+                raise QuestionError(f"unknown source {source!r}; loaded: {', '.join(sorted(names))}")
+            allowed &= np.array([p.source in match for p in self.passages])
+        if speaker:
+            if speaker not in self.speakers:
+                raise QuestionError(f"unknown speaker {speaker!r}; known: {', '.join(self.speakers)}")
+            allowed &= np.array([p.speaker == speaker for p in self.passages])
+        return allowed

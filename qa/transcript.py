@@ -1,0 +1,320 @@
+"""Transcript text -> turns and sentence passages, each with its character span in the file.
+
+Three layouts are read:
+- dash turns: a title line, quoted section headlines, turns starting with "- " that alternate
+  question/answer inside a section, other lines continuing the turn above (the APA interview);
+- `Name: text` lines, a new turn at each speaker label;
+- `Q:` / `A:` lines.
+Offsets index the file's text decoded as UTF-8 with no newline translation, so that
+`text[start:end]` of the file read with `open(path, encoding="utf-8", newline="")` is the passage.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+QUESTION, ANSWER = "question", "answer"
+SUFFIXES = (".txt", ".md")
+
+
+class TranscriptError(ValueError):
+    """A file that cannot be read as a transcript; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One sentence of one turn: the unit that is embedded, ranked and quoted."""
+
+    source: str
+    start: int
+    end: int
+    text: str
+    speaker: str
+    section: str
+    asked: str
+    turn: int
+    role: str
+
+
+@dataclass(frozen=True)
+class Turn:
+    source: str
+    start: int
+    end: int
+    speaker: str
+    role: str
+    section: str
+    asked: str
+    passages: tuple[int, ...]  # positions in Transcript.passages
+
+
+@dataclass(frozen=True)
+class Transcript:
+    source: str
+    title: str
+    text: str
+    turns: tuple[Turn, ...]
+    passages: tuple[Passage, ...] = field(repr=False)
+
+    @property
+    def speakers(self) -> list[str]:
+        return sorted({t.speaker for t in self.turns})
+
+
+def read_text(path: Path) -> str:
+    """The file's text exactly as offsets count it, or a TranscriptError naming the file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise TranscriptError(f"{path}: cannot read transcript ({e.strerror or e})") from None
+    if not raw.strip():
+        raise TranscriptError(f"{path}: transcript is empty")
+    if b"\x00" in raw:
+        raise TranscriptError(f"{path}: looks like a binary file, not a text transcript")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise TranscriptError(
+            f"{path}: not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8"
+        ) from None
+
+
+def parse_file(path: Path, source: str | None = None) -> Transcript:
+    return parse(read_text(path), source or str(path))
+
+
+# --- lines ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Line:
+    start: int  # offset of the first non-blank character
+    end: int  # offset after the last non-blank character
+    text: str
+
+
+def _lines(text: str) -> list[_Line]:
+    out = []
+    for m in re.finditer(r"[^\r\n]+", text):
+        s = m.group()
+        stripped = s.strip()
+        if not stripped:
+            continue
+        lead = len(s) - len(s.lstrip())
+        out.append(_Line(m.start() + lead, m.start() + lead + len(stripped), stripped))
+    return out
+
+
+_HEADLINE = re.compile(r'^(?:#{1,6}\s+(?P<md>.+)|(?P<q>["“«].+["”»]))$')
+_DASH = re.compile(r"^[-–—]\s+")
+_QA = re.compile(r"^(?P<label>Q|A|Question|Answer)\s*[:.]\s*", re.IGNORECASE)
+_LABEL = re.compile(r"^(?P<label>(?:\*\*)?[A-Z][\w.'’\-]*(?:\s+[A-Z][\w.'’\-]*){0,3}(?:\*\*)?)\s*:\s+")
+_TIMESTAMP = re.compile(r"^\[?\(?\d{1,2}:\d{2}(?::\d{2})?\)?\]?\s*")
+_INTERVIEWER_NAMES = {"q", "question", "interviewer", "host", "moderator"}
+
+
+def _headline(line: _Line) -> str | None:
+    m = _HEADLINE.match(line.text)
+    if not m:
+        return None
+    if m.group("md"):
+        return m.group("md").strip()
+    inner = line.text[1:-1].strip()
+    # A quoted line with quotes inside it is a quote in a turn, not a headline.
+    return inner if inner and not re.search(r'["“”«»]', inner) else None
+
+
+# --- title -> speaker names ----------------------------------------------------------------
+
+_TITLE_PATTERNS = [
+    re.compile(
+        r"\binterview\s+(?:of|with|given by)\s+(?P<who>.+?)\s+(?:to|for|by)\s+(?P<by>[^,]+?)\s*$",
+        re.IGNORECASE,
+    ),
+    re.compile(r"^(?P<by>[^,]+?)\s+interviews?\s+(?P<who>.+?)\s*$", re.IGNORECASE),
+    re.compile(r"^(?P<who>.+?),?\s+interviewed\s+by\s+(?P<by>[^,]+?)\s*$", re.IGNORECASE),
+    re.compile(r"\binterview\s+(?:of|with)\s+(?P<who>.+?)\s*$", re.IGNORECASE),
+]
+
+
+def _name(fragment: str) -> str:
+    """The proper name in a title fragment: its last comma-separated part, if it is capitalized."""
+    part = fragment.strip(" ,.:;\"'").split(",")[-1].strip()
+    part = re.sub(r"^(?:the|a|an)\s+", "", part, flags=re.IGNORECASE)
+    if part and part[0].isupper() and len(part) <= 60 and len(part.split()) <= 5:
+        return part
+    return ""
+
+
+def speakers_from_title(title: str) -> tuple[str, str]:
+    """(interviewer, interviewee) named by a title like "Interview of X, Name, to Outlet"."""
+    for pattern in _TITLE_PATTERNS:
+        m = pattern.search(title)
+        if m:
+            by = _name(m.groupdict().get("by") or "")
+            who = _name(m.group("who"))
+            return by or "Interviewer", who or "Interviewee"
+    return "Interviewer", "Interviewee"
+
+
+# --- turns ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _RawTurn:
+    speaker: str
+    role: str
+    section: str
+    paragraphs: list[tuple[int, int]]  # spans of the turn's text, label excluded
+
+
+def parse(text: str, source: str) -> Transcript:
+    """Parse transcript text; raises TranscriptError when no turns can be recognized."""
+    lines = _lines(text)
+    if not lines:
+        raise TranscriptError(f"{source}: transcript is empty")
+    dash = sum(1 for ln in lines if _DASH.match(ln.text))
+    qa = sum(1 for ln in lines if _QA.match(ln.text))
+    labelled = sum(1 for ln in lines if _LABEL.match(ln.text))
+    if dash >= 2 and dash >= qa and dash >= labelled:
+        title, raw = _dash_turns(lines)
+    elif qa >= 2 and qa >= labelled:
+        title, raw = _labelled_turns(lines, qa_labels=True)
+    elif labelled >= 2:
+        title, raw = _labelled_turns(lines, qa_labels=False)
+    else:
+        raise TranscriptError(
+            f"{source}: no interview turns found; expected lines starting with '- ', "
+            "'Name: ' or 'Q:'/'A:'"
+        )
+    if not any(t.role == ANSWER for t in raw):
+        raise TranscriptError(f"{source}: no answers found, only questions")
+    return _build(text, source, title, raw)
+
+
+def _dash_turns(lines: list[_Line]) -> tuple[str, list[_RawTurn]]:
+    title = ""
+    first = lines[0]
+    if not _DASH.match(first.text) and _headline(first) is None:
+        title, lines = first.text, lines[1:]
+    interviewer, interviewee = speakers_from_title(title)
+    section, raw, in_section = "", [], 0
+    for ln in lines:
+        head = _headline(ln)
+        m = _DASH.match(ln.text)
+        if head is not None and not m:
+            section, in_section = head, 0
+        elif m:
+            role = QUESTION if in_section % 2 == 0 else ANSWER
+            speaker = interviewer if role == QUESTION else interviewee
+            raw.append(_RawTurn(speaker, role, section, [(ln.start + m.end(), ln.end)]))
+            in_section += 1
+        elif raw and raw[-1].section == section:
+            raw[-1].paragraphs.append((ln.start, ln.end))
+        # Text before the first turn of the file is preamble: not a turn, not quoted.
+    return title, raw
+
+
+def _labelled_turns(lines: list[_Line], qa_labels: bool) -> tuple[str, list[_RawTurn]]:
+    pattern = _QA if qa_labels else _LABEL
+    title, section, raw = "", "", []
+    first_label = next(i for i, ln in enumerate(lines) if pattern.match(ln.text))
+    if first_label > 0 and _headline(lines[0]) is None:
+        title = lines[0].text
+    interviewer_name, interviewee_name = speakers_from_title(title)
+    interviewer = None  # the first speaker, unless a label says who asks
+    for ln in lines[1 if title else 0 :]:
+        body = _TIMESTAMP.sub("", ln.text, count=1)
+        offset = ln.start + (len(ln.text) - len(body))
+        head = _headline(ln)
+        m = pattern.match(body)
+        if head is not None and not m:
+            section = head
+        elif m:
+            label = m.group("label").strip("*")
+            if qa_labels:
+                asks = label[0].lower() == "q"
+                speaker = interviewer_name if asks else interviewee_name
+            else:
+                if interviewer is None:
+                    interviewer = label
+                asks = label.lower() in _INTERVIEWER_NAMES or label == interviewer
+                speaker = label
+            role = QUESTION if asks else ANSWER
+            raw.append(_RawTurn(speaker, role, section, [(offset + m.end(), ln.end)]))
+        elif raw:
+            raw[-1].paragraphs.append((ln.start, ln.end))
+    return title, [t for t in raw if any(e > s for s, e in t.paragraphs)]
+
+
+# --- sentences -----------------------------------------------------------------------------
+
+_ABBREV = {
+    "mr", "mrs", "ms", "dr", "prof", "gen", "col", "lt", "sgt", "st", "sr", "jr", "vs", "etc",
+    "e.g", "i.e", "no", "u.s", "u.k", "u.n", "e.u", "jan", "feb", "mar", "apr", "jun", "jul",
+    "aug", "sep", "sept", "oct", "nov", "dec", "approx", "fig",
+}  # fmt: skip
+_BOUNDARY = re.compile(r"[.!?…]+[\"”’')\]]*\s+(?=[\"“‘(\[]?[A-Z0-9À-ÖØ-ÞА-ЯƏÜÖĞÇŞİ])")
+
+
+def sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Split text[start:end] into sentence spans, trimmed of surrounding whitespace."""
+    spans, s = [], start
+    for m in _BOUNDARY.finditer(text, start, end):
+        word = re.search(r"([\w.]+)[.!?…]*$", text[s : m.start() + 1])
+        if word and word.group(1).lower().rstrip(".") in _ABBREV:
+            continue
+        cut = m.start() + len(m.group().rstrip())
+        spans.append((s, cut))
+        s = m.end()
+    spans.append((s, end))
+    out = []
+    for a, b in spans:
+        seg = text[a:b]
+        a2 = a + len(seg) - len(seg.lstrip())
+        b2 = b - (len(seg) - len(seg.rstrip()))
+        if b2 > a2 and re.search(r"\w", text[a2:b2]):
+            out.append((a2, b2))
+    return out
+
+
+def _build(text: str, source: str, title: str, raw: list[_RawTurn]) -> Transcript:
+    turns: list[Turn] = []
+    passages: list[Passage] = []
+    last_question = ""
+    for raw_turn in raw:
+        role = raw_turn.role
+        spans = [p for a, b in raw_turn.paragraphs for p in sentence_spans(text, a, b)]
+        if not spans:
+            continue
+        turn_text = " ".join(text[a:b] for a, b in raw_turn.paragraphs)
+        if role == QUESTION:
+            last_question = turn_text
+        asked = last_question if role == ANSWER else ""
+        first = len(passages)
+        for a, b in spans:
+            passages.append(
+                Passage(source, a, b, text[a:b], raw_turn.speaker, raw_turn.section, asked,
+                        len(turns), role)
+            )  # fmt: skip
+        turns.append(
+            Turn(source, spans[0][0], spans[-1][1], raw_turn.speaker, role, raw_turn.section,
+                 asked, tuple(range(first, len(passages))))
+        )  # fmt: skip
+    if not title:
+        title = Path(source).stem.replace("_", " ").replace("-", " ")
+    return Transcript(source, title, text, tuple(turns), tuple(passages))
+
+
+def find_transcripts(data: Path) -> list[Path]:
+    """The transcript files under a path: the file itself, or every supported file below a folder."""
+    if data.is_file():
+        return [data]
+    if data.is_dir():
+        return sorted(
+            p for p in data.rglob("*")
+            if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")
+        )  # fmt: skip
+    raise TranscriptError(f"{data}: no such file or folder; pass --data with a transcript or folder")
