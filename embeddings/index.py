@@ -84,8 +84,7 @@ def load(folder: Path, model: dict[str, str]) -> Stored:
             raise IndexUnusable(f"index format {manifest['format_version']}, expected {FORMAT_VERSION}")
         if manifest["model"] != model:
             raise IndexUnusable(
-                f"index built with model {manifest['model'].get('name')}, "
-                f"not {model['name']}"
+                f"index built with model {manifest['model'].get('name')}, not {model['name']}"
             )
         files = {k: FileEntry(v["sha256"], int(v["rows"])) for k, v in manifest["files"].items()}
         dim, count, digest = int(manifest["dim"]), int(manifest["count"]), manifest["index_sha256"]

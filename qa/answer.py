@@ -49,13 +49,15 @@ def _quote(
     scores: dict[int, float],
     texts: dict[str, str],
     titles: dict[str, str],
+    taken: set[int],
 ) -> tuple[Quote, set[int]]:
     p = passages[best]
     chosen = [best]
     neighbours = [i for i in (best - 1, best + 1) if 0 <= i < len(passages)]
     neighbours = [
-        i for i in neighbours if passages[i].source == p.source and passages[i].turn == p.turn
-    ]
+        i for i in neighbours
+        if passages[i].source == p.source and passages[i].turn == p.turn and i not in taken
+    ]  # fmt: skip
     neighbours.sort(key=lambda i: scores.get(i, float("-inf")), reverse=True)
     top = scores[best]
     for i in neighbours:
@@ -101,7 +103,7 @@ def build(
             break
         if h.passage in used:
             continue
-        quote, covered = _quote(passages, h.passage, scores, texts, titles)
+        quote, covered = _quote(passages, h.passage, scores, texts, titles, used)
         used |= covered
         quotes.append(quote)
     if answered:

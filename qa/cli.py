@@ -19,10 +19,18 @@ EXIT_USAGE = 2
 def _common(parser: argparse.ArgumentParser) -> None:
     from qa.engine import DEFAULT_DATA, DEFAULT_INDEX_DIR
 
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help="a transcript file or a folder of them (default: %(default)s)")
-    parser.add_argument("--index-dir", type=Path, default=DEFAULT_INDEX_DIR,
-                        help="where the index is kept (default: %(default)s, or $QA_INDEX_DIR)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="a transcript file or a folder of them (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--index-dir",
+        type=Path,
+        default=DEFAULT_INDEX_DIR,
+        help="where the index is kept (default: %(default)s, or $QA_INDEX_DIR)",
+    )
     parser.add_argument("--model", default=None,
                         help="model name (minilm) or a local sentence-transformers folder")  # fmt: skip
 
@@ -47,8 +55,8 @@ def parser() -> argparse.ArgumentParser:
     _common(ev)
 
     cal = sub.add_parser("calibrate", help="fit the refusal threshold for a model")
-    cal.add_argument("questions", type=Path)
-    cal.add_argument("--oos", type=Path, required=True)
+    cal.add_argument("questions", type=Path, nargs="+", help="JSONL files of in-scope questions")
+    cal.add_argument("--oos", type=Path, nargs="+", required=True, help="JSONL of off-topic ones")
     cal.add_argument("--write", action="store_true", help="store it in qa/calibration.json")
     _common(cal)
 
@@ -118,12 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = parser().parse_args(argv)
     from embeddings.model import ModelError
-    from qa.engine import QuestionError, check_k
+    from qa.engine import QuestionError, check_k, clean_question
     from qa.transcript import TranscriptError
 
     try:
         if args.command == "ask":
             check_k(args.k)
+            if args.question is not None:
+                clean_question(args.question)
             engine = _engine(args, progress=not args.json and args.question is not None)
             if args.question is None:
                 return _batch(engine, args)
@@ -154,8 +164,9 @@ def _eval(args: argparse.Namespace) -> int:
     from qa import evaluate as ev
     from qa.engine import CALIBRATION
 
-    questions = ev.read_jsonl(args.questions)
-    off_topic = ev.read_jsonl(args.oos) if args.oos else []
+    read = lambda paths: [r for p in paths for r in ev.read_jsonl(p)]  # noqa: E731
+    listed = lambda x: x if isinstance(x, list) else [x] if x else []  # noqa: E731
+    questions, off_topic = read(listed(args.questions)), read(listed(args.oos))
     engine = _engine(args, progress=False)
     if args.command == "calibrate":
         fit = ev.calibrate(engine, questions, off_topic)

@@ -43,7 +43,6 @@ def clean_question(question: object) -> str:
     """The question as text: control characters become spaces, lone surrogates are dropped."""
     if not isinstance(question, str):
         raise QuestionError("question must be text")
-    question = question.encode("utf-8", "replace").decode("utf-8")
     question = "".join(
         " " if unicodedata.category(c) in ("Cc", "Cs") or c == "\ufffd" else c for c in question
     )
@@ -128,8 +127,9 @@ class Engine:
         model: str | None = None,
         progress: bool = True,
         log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+        embedder: Embedder | None = None,
     ) -> None:
-        self.embedder = Embedder(model)
+        self.embedder = embedder or Embedder(model)
         self.log = log
         self.transcripts, skipped = load_transcripts(Path(data), log)
         self.report = Report(skipped=skipped)

@@ -102,9 +102,7 @@ def _baseline(engine: Engine, name: str) -> Callable[[str, int], Answer]:
     return ask
 
 
-def evaluate(
-    engine: Engine, questions: list[dict], off_topic: list[dict], k: int = 3
-) -> list[Scores]:
+def evaluate(engine: Engine, questions: list[dict], off_topic: list[dict], k: int = 3) -> list[Scores]:
     retrievers: dict[str, Callable[[str, int], Answer]] = {
         "qa": lambda q, k: engine.ask(q, k),
         "bm25": _baseline(engine, "bm25"),
@@ -114,7 +112,7 @@ def evaluate(
     results = []
     for name, ask in retrievers.items():
         ranks, lengths, times, answered = [], [], [], []
-        for q, gold in zip(questions, golds):
+        for q, gold in zip(questions, golds, strict=True):
             t0 = time.perf_counter()
             a = ask(q["question"], max(k, 10))
             times.append((time.perf_counter() - t0) * 1000)
@@ -142,7 +140,7 @@ def evaluate(
 
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    fmt = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    fmt = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
     return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows)])
 
 

@@ -5,6 +5,8 @@ A passage's score adds
 - its cosine similarity to the question (the sentence itself);
 - BM25 of the question against the sentence, the sentence with the question it answers, and the
   whole exchange (question turn + answer turn), each divided by its best value for this question;
+- the cosine similarity of the question to the interviewer's question this passage answers
+  (the mean vector of that turn's sentences): a user's question often paraphrases it;
 - a penalty for the interviewer's own lines: users want the interviewee's words, and the
   interviewer's question matches a user's question better than the answer does.
 Weights were tuned on the public eval set with a coarse grid and picked from the middle of the
@@ -24,8 +26,8 @@ from scipy import sparse
 
 from qa.transcript import QUESTION, Passage
 
-WEIGHTS = {"dense": 1.0, "sentence": 0.5, "context": 0.15, "exchange": 0.25}
-INTERVIEWER_PENALTY = 0.6
+WEIGHTS = {"dense": 1.0, "asked": 0.4, "sentence": 0.5, "context": 0.15, "exchange": 0.25}
+INTERVIEWER_PENALTY = 0.8
 CANDIDATES = 64  # per signal; the union is scored in full
 STEM = 6  # prefix stemming: "intervenes", "intervention" -> "interv"
 
@@ -35,7 +37,7 @@ STOPWORDS = frozenset(
     have having he her here hers him his how i if in into is it its itself just me more most my
     no nor not now of off on once only or other our ours out over own same she should so some such
     than that the their theirs them then there these they this those through to too under until up
-    very was we were what when where which while who whom why will with would you your yours
+    very was we were what many much when where which while who whom why will with would you your yours
     s t d ll m re ve don doesn didn isn aren wasn weren won wouldn shouldn couldn""".split()
 )
 
@@ -114,10 +116,27 @@ class Ranker:
         turn_text = {key: " ".join(texts) for key, texts in by_turn.items()}
         self.sentence = Bm25([p.text for p in self.passages])
         self.context = Bm25([f"{p.asked} {p.text}" for p in self.passages])
-        self.exchange = Bm25(
-            [f"{p.asked} {turn_text[(p.source, p.turn)]}" for p in self.passages]
-        )
+        self.exchange = Bm25([f"{p.asked} {turn_text[(p.source, p.turn)]}" for p in self.passages])
         self.interviewer = np.array([p.role == QUESTION for p in self.passages], dtype=bool)
+        self.asked_vectors, self.asked_row = self._asked(vectors)
+
+    def _asked(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One vector per question turn, and for each passage the row of the question it
+        answers (an interviewer's passage points at its own turn)."""
+        turns: dict[tuple[str, int], list[int]] = {}
+        for i, p in enumerate(self.passages):
+            turns.setdefault((p.source, p.turn), []).append(i)
+        rows, out, current, source = [], np.zeros(len(self.passages), dtype=np.int64), -1, None
+        for (turn_source, _), members in turns.items():
+            if self.passages[members[0]].role == QUESTION or turn_source != source:
+                source = turn_source
+                mean = vectors[members].mean(axis=0)
+                rows.append(mean / (np.linalg.norm(mean) or 1.0))
+                current = len(rows) - 1
+            out[members] = current
+        dim = vectors.shape[1] if vectors.ndim == 2 else 0
+        matrix = np.array(rows, dtype=np.float32) if rows else np.zeros((0, dim), np.float32)
+        return matrix, out
 
     def lexical(self, question: str) -> np.ndarray:
         return (
@@ -145,7 +164,8 @@ class Ranker:
             return []
         idx = np.fromiter(candidates, dtype=np.int64)
         dense = self.vectors[idx] @ query_vector
-        score = WEIGHTS["dense"] * dense + lexical[idx]
+        asked = (self.asked_vectors @ query_vector)[self.asked_row[idx]]
+        score = WEIGHTS["dense"] * dense + WEIGHTS["asked"] * asked + lexical[idx]
         score -= INTERVIEWER_PENALTY * self.interviewer[idx]
         order = np.argsort(-score, kind="stable")
         return [Hit(int(idx[i]), float(score[i])) for i in order]
@@ -168,4 +188,4 @@ def dense_search(index, query_vector: np.ndarray, k: int) -> list[Hit]:
     if index.ntotal == 0 or k <= 0:
         return []
     scores, rows = index.search(query_vector.reshape(1, -1).astype(np.float32), min(k, index.ntotal))
-    return [Hit(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+    return [Hit(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]

@@ -142,7 +142,7 @@ _TITLE_PATTERNS = [
 def _name(fragment: str) -> str:
     """The proper name in a title fragment: its last comma-separated part, if it is capitalized."""
     part = fragment.strip(" ,.:;\"'").split(",")[-1].strip()
-    part = re.sub(r"^(?:the|a|an)\s+", "", part, flags=re.IGNORECASE)
+    part = re.sub(r"^(?:the|a|an)\s+", "", part)
     if part and part[0].isupper() and len(part) <= 60 and len(part.split()) <= 5:
         return part
     return ""
@@ -178,16 +178,15 @@ def parse(text: str, source: str) -> Transcript:
     dash = sum(1 for ln in lines if _DASH.match(ln.text))
     qa = sum(1 for ln in lines if _QA.match(ln.text))
     labelled = sum(1 for ln in lines if _LABEL.match(ln.text))
-    if dash >= 2 and dash >= qa and dash >= labelled:
+    if dash >= 1 and dash >= qa and dash >= labelled:
         title, raw = _dash_turns(lines)
-    elif qa >= 2 and qa >= labelled:
+    elif qa >= 1 and qa >= labelled:
         title, raw = _labelled_turns(lines, qa_labels=True)
     elif labelled >= 2:
         title, raw = _labelled_turns(lines, qa_labels=False)
     else:
         raise TranscriptError(
-            f"{source}: no interview turns found; expected lines starting with '- ', "
-            "'Name: ' or 'Q:'/'A:'"
+            f"{source}: no interview turns found; expected lines starting with '- ', 'Name: ' or 'Q:'/'A:'"
         )
     if not any(t.role == ANSWER for t in raw):
         raise TranscriptError(f"{source}: no answers found, only questions")

@@ -1,0 +1,219 @@
+"""The chat and its JSON routes: flags -> engine -> Gradio page + FastAPI routes -> serve.
+
+python app.py [--data PATH] [--index-dir DIR] [--model NAME_OR_PATH] [--host H] [--port P]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from pathlib import Path
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+EXIT_USAGE = 2
+QUEUE_MAX = 64  # waiting chat requests beyond this are turned away at once
+
+CSS = """
+.qa-quote { border-left: 4px solid #2563eb; margin: 0.25em 0; padding: 0.4em 0.8em;
+            background: rgba(37, 99, 235, 0.06); font-size: 1.02em; }
+.qa-quote:not(.qa-best) { border-left-color: #94a3b8; font-size: 0.95em; }
+.qa-quote mark { background: #fde68a; color: inherit; padding: 0 0.1em; }
+.qa-cite { font-size: 0.9em; margin-bottom: 0.2em; }
+.qa-score { color: #64748b; font-size: 0.85em; margin-left: 0.4em; }
+.qa-asked { font-size: 0.85em; color: #475569; margin-bottom: 0.8em; }
+.qa-more, .qa-low { font-size: 0.85em; font-weight: 600; color: #475569; margin-top: 0.6em; }
+.qa-refusal { padding: 0.4em 0; }
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from qa.engine import DEFAULT_DATA, DEFAULT_INDEX_DIR
+
+    p = argparse.ArgumentParser(description="Ask an interview; get the interviewee's own words.")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="a transcript or a folder of transcripts (default: %(default)s)",
+    )
+    p.add_argument(
+        "--index-dir",
+        type=Path,
+        default=DEFAULT_INDEX_DIR,
+        help="where the index is kept (default: %(default)s, or $QA_INDEX_DIR)",
+    )
+    p.add_argument("--model", default=None, help="minilm (default) or a local model folder")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--auth", default=os.environ.get("QA_AUTH"),
+                   help="user:password required to use the app (or $QA_AUTH)")  # fmt: skip
+    return p.parse_args(argv)
+
+
+def examples(engine, n: int = 4) -> list[str]:
+    """Example questions taken from the interviewers' own questions, one per section."""
+    seen, out = set(), []
+    for p in engine.passages:
+        words = p.text.split()
+        named = any(w[0].isupper() for w in words[1:])
+        if p.role == "question" and p.text.endswith("?") and 7 <= len(words) and named and len(p.text) <= 110:
+            if (p.source, p.section) not in seen:
+                seen.add((p.source, p.section))
+                out.append(p.text)
+    return out[:n]
+
+
+def describe(engine) -> str:
+    from qa.render import literal
+
+    items = []
+    for t in engine.transcripts.values():
+        speakers = ", ".join(literal(s) for s in t.speakers)
+        sections = len({p.section for p in t.passages if p.section})
+        items.append(f"<li><strong>{literal(t.title)}</strong> — {speakers}; "
+                     f"{sections} sections, {len(t.passages)} sentences</li>")  # fmt: skip
+    return (
+        "<p>Ask a question in your own words. Every answer is made of the interview's own "
+        "sentences, quoted verbatim with who said them, where and in reply to what; "
+        "nothing is generated. When the interview does not address a question, it says so.</p>"
+        f"<ul>{''.join(items)}</ul><p class='qa-model'>Model: {literal(engine.model_name)}</p>"
+    )
+
+
+def build_ui(engine):
+    import gradio as gr
+
+    from qa.engine import QuestionError
+    from qa.render import answer_html, literal
+
+    def respond(message: str, history: list[dict]):
+        history = list(history or [])
+        try:
+            answer = engine.ask(message, 3)
+        except QuestionError as e:
+            history.append({"role": "assistant", "content": literal(str(e))})
+            return "", history
+        history.append({"role": "user", "content": literal(answer.question)})
+        history.append({"role": "assistant", "content": answer_html(answer, engine.texts)})
+        return "", history
+
+    with gr.Blocks(title="Ask the interview", analytics_enabled=False) as demo:
+        gr.HTML(f"<h1>Ask the interview</h1>{describe(engine)}")
+        chat = gr.Chatbot(
+            label="Quoted answers",
+            height=640,
+            sanitize_html=True,
+            render_markdown=True,
+            latex_delimiters=[],
+            buttons=["copy", "copy_all"],
+            elem_id="chat",
+        )
+        with gr.Row():
+            box = gr.Textbox(
+                placeholder="Ask about the interview, e.g. what NATO thinks of …",
+                show_label=False,
+                scale=8,
+                elem_id="question",
+                max_lines=4,
+            )
+            send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+        gr.Examples(
+            examples=[[e] for e in examples(engine)],
+            inputs=[box],
+            label="Example questions (from the interviewer)",
+        )
+        for trigger in (box.submit, send.click):
+            trigger(respond, [box, chat], [box, chat], api_name="ask" if trigger == box.submit else False)
+    return demo
+
+
+def build_app(engine, auth: tuple[str, str] | None = None):
+    import gradio as gr
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    from qa.engine import QuestionError
+
+    api = FastAPI(title="Ask the interview", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @api.exception_handler(RequestValidationError)
+    async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": "invalid request parameters"}, status_code=400)
+
+    @api.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "passages": len(engine.passages), "model": engine.model_name}
+
+    @api.get("/api/ask")
+    def ask(
+        q: str | None = None, k: str = "3", source: str | None = None, speaker: str | None = None
+    ) -> JSONResponse:
+        if q is None:
+            return JSONResponse({"error": "missing q: /api/ask?q=your+question"}, 400)
+        try:
+            answer = engine.ask(q, k, source, speaker)
+        except QuestionError as e:
+            return JSONResponse({"error": str(e)}, status_code=e.status)
+        return JSONResponse(answer.to_dict())
+
+    demo = build_ui(engine)
+    demo.queue(max_size=QUEUE_MAX, default_concurrency_limit=2)
+    theme = gr.themes.Default(
+        font=["system-ui", "Segoe UI", "Helvetica", "Arial", "sans-serif"],
+        font_mono=["ui-monospace", "Menlo", "Consolas", "monospace"],
+    )
+    return gr.mount_gradio_app(
+        api, demo, path="/", ssr_mode=False, auth=auth, theme=theme, css=CSS,
+        footer_links=[], mcp_server=False,
+    )  # fmt: skip
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from embeddings.model import ModelError
+    from qa.engine import Engine
+    from qa.transcript import TranscriptError
+
+    auth = None
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not (sep and user and password):
+            print("error: --auth takes user:password", file=sys.stderr)
+            return EXIT_USAGE
+        auth = (user, password)
+    if not is_loopback(args.host):
+        print(f"warning: binding {args.host} exposes the app beyond this machine"
+              + ("" if auth else "; consider --auth user:password"), file=sys.stderr)  # fmt: skip
+    try:
+        engine = Engine(args.data, args.index_dir, args.model)
+    except (TranscriptError, ModelError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    app = build_app(engine, auth)
+    import uvicorn
+
+    print(f"Ask the interview: http://{args.host}:{args.port}/", file=sys.stderr)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    except (OSError, SystemExit) as e:
+        print(f"error: cannot serve on {args.host}:{args.port} ({e})", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

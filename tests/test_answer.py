@@ -1,0 +1,89 @@
+import pytest
+from conftest import INTERVIEW, FakeEmbedder, read_exact
+
+from qa.answer import MAX_QUOTE_CHARS, build
+from qa.engine import Engine, QuestionError, check_k, clean_question
+from qa.retrieve import Hit
+from qa.transcript import parse_file
+
+
+@pytest.fixture
+def engine(tmp_path):
+    return Engine(INTERVIEW, tmp_path / "index", embedder=FakeEmbedder(), progress=False, log=lambda m: None)
+
+
+def test_quotes_are_verbatim_and_within_one_turn(engine):
+    raw = read_exact(INTERVIEW)
+    for q in ["Is NATO a party to this war?", "What about Iranian drones?", "Crimea 2014", "Finland Sweden"]:
+        answer = engine.ask(q, 5)
+        for quote in answer.quotes:
+            assert raw[quote.start : quote.end] == quote.text
+            assert quote.start <= quote.highlight_start < quote.highlight_end <= quote.end
+            turns = {p.turn for p in engine.passages if p.start < quote.end and p.end > quote.start}
+            assert len(turns) == 1
+            assert len(quote.text) <= MAX_QUOTE_CHARS or quote.highlight_end - quote.highlight_start == len(
+                quote.text
+            )
+        spans = [(x.start, x.end) for x in answer.quotes]
+        assert all(a[1] <= b[0] or b[1] <= a[0] for i, a in enumerate(spans) for b in spans[i + 1 :])
+
+
+def test_short_sentence_is_quoted_with_the_one_before():
+    t = parse_file(INTERVIEW)
+    i = next(i for i, p in enumerate(t.passages) if p.text == "This is unacceptable.")
+    answer = build("q", [Hit(i, 1.0)], t.passages, {t.source: t.text}, {}, 1, True, 1.0)
+    quote = answer.quotes[0]
+    assert quote.text.endswith("This is unacceptable.")
+    assert quote.text.startswith("So Russia is using Iranian-made drones")
+    assert (quote.highlight_start, quote.highlight_end) == (t.passages[i].start, t.passages[i].end)
+
+
+def test_refusal_quotes_nothing_but_shows_the_closest():
+    t = parse_file(INTERVIEW)
+    answer = build("q", [Hit(3, 0.1), Hit(5, 0.05)], t.passages, {t.source: t.text}, {}, 3, False, 0.1)
+    assert not answer.answered and answer.quotes == []
+    assert answer.closest is not None and answer.closest.highlight_start == t.passages[3].start
+    d = answer.to_dict()
+    assert set(d) >= {"question", "answered", "quotes"} and d["quotes"] == []
+
+
+def test_answer_object_shape(engine):
+    d = engine.ask("Finland and Sweden joining", 2).to_dict()
+    assert d["question"] == "Finland and Sweden joining" and isinstance(d["answered"], bool)
+    for quote in d["quotes"]:
+        assert {"text", "source", "start", "end", "score", "speaker", "section", "asked"} <= set(quote)
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "\x00\x01", None, 5])
+def test_bad_questions(bad):
+    with pytest.raises(QuestionError):
+        clean_question(bad)
+
+
+def test_question_limits_and_cleaning():
+    with pytest.raises(QuestionError) as e:
+        clean_question("x" * 100_000)
+    assert e.value.status == 413 and "2000" in str(e.value)
+    assert clean_question("  NATO\x00 and\tIran\ud800 ") == "NATO and Iran"
+    assert clean_question("Что думает НАТО? 🤔") == "Что думает НАТО? 🤔"
+
+
+@pytest.mark.parametrize(
+    "k, ok",
+    [("3", 3), (1, 1), ("20", 20), ("0", None), ("-1", None), (10**9, None), ("abc", None), ("", None)],
+)
+def test_k_range(k, ok):
+    if ok is None:
+        with pytest.raises(QuestionError, match="1 to 20"):
+            check_k(k)
+    else:
+        assert check_k(k) == ok
+
+
+def test_filters(engine):
+    assert all(q.speaker == "APA" for q in engine.ask("NATO", 3, speaker="APA").quotes)
+    with pytest.raises(QuestionError, match="unknown speaker"):
+        engine.ask("NATO", 3, speaker="Nobody")
+    with pytest.raises(QuestionError, match="unknown source"):
+        engine.ask("NATO", 3, source="nope.txt")
+    assert engine.ask("NATO", 3, source="interview.txt").quotes

@@ -1,0 +1,91 @@
+"""`python -m qa` through a real process with the real model."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import INTERVIEW, ROOT, SHARED, env_for_subprocess, read_exact
+
+pytestmark = pytest.mark.integration
+
+
+def run(tmp_path, *args, stdin=None, timeout=240):
+    return subprocess.run(
+        [sys.executable, "-m", "qa", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env_for_subprocess(tmp_path),
+        timeout=timeout,
+    )
+
+
+def test_ask_json(tmp_path):
+    r = run(tmp_path, "ask", "--json", "--k", "2", "Did Azerbaijan help NATO in Afghanistan?")
+    assert r.returncode == 0, r.stderr
+    answer = json.loads(r.stdout)
+    assert answer["answered"] and 1 <= len(answer["quotes"]) <= 2
+    raw = read_exact(INTERVIEW)
+    for q in answer["quotes"]:
+        assert raw[q["start"] : q["end"]] == q["text"]
+        assert (ROOT / q["source"]).resolve() == INTERVIEW.resolve()
+    assert "Afghan" in answer["quotes"][0]["text"] or "Kabul" in answer["quotes"][0]["text"]
+
+
+def test_ask_readable_and_refusal(tmp_path):
+    r = run(tmp_path, "ask", "Which Ukrainian officials met NATO ministers?")
+    assert r.returncode == 0 and "Reznikov" in r.stdout and "Xavier Colomina" in r.stdout
+    r = run(tmp_path, "ask", "Who wrote Hamlet?")
+    assert r.returncode == 0 and "does not seem to address" in r.stdout
+
+
+def test_stdin_batch_in_order(tmp_path):
+    lines = [
+        "When did Russia annex Crimea?",
+        json.dumps({"question": "Who wrote Hamlet?", "id": 7}),
+        "",
+        "   ",
+        "{broken json",
+        json.dumps({"question": ""}),
+    ]
+    r = run(tmp_path, "ask", "--k", "1", stdin="\n".join(lines) + "\n")
+    assert r.returncode == 0, r.stderr
+    out = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [o["question"] for o in out[:2]] == ["When did Russia annex Crimea?", "Who wrote Hamlet?"]
+    assert out[0]["answered"] and "2014" in out[0]["quotes"][0]["text"]
+    assert not out[1]["answered"]
+    assert "error" in out[2] and "error" in out[3] and len(out) == 4
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ask", "x", "--data", "/nonexistent/file.txt"], "no such file"),
+        (["ask", "x", "--k", "0"], "1 to 20"),
+        (["ask", "x", "--model", "/nonexistent/model"], "does not exist"),
+        (["ask", ""], "empty"),
+    ],
+)
+def test_errors_exit_2_with_one_line(tmp_path, args, message):
+    r = run(tmp_path, *args)
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_eval_prints_project_and_baselines(tmp_path):
+    if not (SHARED / "eval" / "questions.jsonl").exists():
+        pytest.skip("no shared eval set")
+    r = run(
+        tmp_path,
+        "eval",
+        str(SHARED / "eval" / "questions.jsonl"),
+        "--oos",
+        str(SHARED / "eval" / "out_of_scope.jsonl"),
+    )
+    assert r.returncode == 0, r.stderr
+    names = [line.split()[0] for line in r.stdout.splitlines()[3:]]
+    assert names == ["qa", "bm25", "dense"]
+    assert "hit@1" in r.stdout and "refused" in r.stdout
