@@ -15,7 +15,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 EXIT_USAGE = 2
-QUEUE_MAX = 64  # waiting chat requests beyond this are turned away at once
+QUEUE_MAX = int(os.environ.get("QA_QUEUE_MAX", "64"))  # chat requests waiting beyond this get 503
 
 CSS = """
 .qa-quote { border-left: 4px solid #2563eb; margin: 0.25em 0; padding: 0.4em 0.8em;

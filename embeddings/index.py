@@ -128,6 +128,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def save(folder: Path, stored: Stored) -> None:
     """Write the index, then the manifest that vouches for it. Raises OSError if not writable."""
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(".*.tmp"):  # left by a process killed while writing
+        stale.unlink(missing_ok=True)
     data = faiss.serialize_index(to_faiss(stored.vectors)).tobytes()
     manifest = {
         "format_version": FORMAT_VERSION,

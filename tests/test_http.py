@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -89,3 +90,79 @@ def test_bad_requests(server, query, status):
 
 def test_listens_on_loopback_only(server):
     assert server.startswith("http://127.0.0.1:")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?q=%00%00",
+        "?q=NATO%00and%01Iran%1b",
+        "?q=%FF%FE%FD",
+        "?q=%ED%A0%80",
+        "?q=%F0%9F%98%80%F0%9F%A4%94",
+        "?q=" + urllib.parse.quote("Что думает НАТО об Иране?"),
+        "?q=" + "NATO+Az%C9%99rbaycanla+%C9%99m%C9%99kda%C5%9Fl%C4%B1q+haqq%C4%B1nda+n%C9%99+deyir%3F",
+        "?q=" + "%D9%85%D8%A7%D8%B0%D8%A7+%D9%8A%D9%82%D9%88%D9%84+%D8%A7%D9%84%D9%86%D8%A7%D8%AA%D9%88%D8%9F",
+        "?q=hi&k=-1",
+        "?q=hi&k=1.5",
+        "?q=hi&q=there",
+        "?q=x" + "y" * 100_000,
+    ],
+)
+def test_hostile_input_never_500(server, query):
+    code, body = get(server + "/api/ask" + query)
+    assert code in (200, 400, 413), (code, body)
+    if code == 200:
+        assert isinstance(body["answered"], bool)
+    else:
+        assert isinstance(body["error"], str) and "Traceback" not in body["error"]
+    assert get(server + "/healthz")[0] == 200
+
+
+def test_too_long_question_names_the_limit(server):
+    code, body = get(server + "/api/ask?q=" + "x" * 100_000)
+    assert code == 413 and "2000" in body["error"]
+
+
+@pytest.mark.parametrize("message", ["", "   ", "\x00", "x" * 100_000, "<script>alert(1)</script>", "Что?"])
+def test_chat_endpoint_bad_input_is_answered_not_raised(server, message):
+    from gradio_client import Client
+
+    client = Client(server + "/", verbose=False)
+    box, history = client.predict(message, [], api_name="/ask")
+    assert box == "" and history and history[-1]["role"] == "assistant"
+    text = str(history[-1]["content"])
+    if not message.strip() or message == "\x00":
+        assert "empty" in text
+    if len(message) > 2000:
+        assert "2000" in text
+    assert get(server + "/healthz")[0] == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/file=/etc/passwd",
+        "/gradio_api/file=/etc/passwd",
+        "/gradio_api/file=data/interview.txt",
+        f"/gradio_api/file={ROOT}/data/interview.txt",
+        f"/gradio_api/file={ROOT}/app.py",
+        "/gradio_api/file=.index/",
+        "/static/../../etc/passwd",
+        "/assets/../../../etc/passwd",
+        "/gradio_api/file=../../../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/data/interview.txt",
+        "/.index/",
+    ],
+)
+def test_file_routes_serve_nothing_of_ours(server, path):
+    req = urllib.request.Request(server + path)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            status, body = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, body = e.code, e.read()
+    text = body.decode("utf-8", "replace")
+    assert "root:x:0:0" not in text and "Xavier Colomina" not in text and "def main" not in text
+    assert status in (400, 403, 404) or (status == 200 and "<html" in text.lower()), (status, text[:200])
