@@ -95,6 +95,9 @@ def build_ui(engine):
         try:
             answer = engine.ask(message, 3)
         except QuestionError as e:
+            if isinstance(message, str) and message.strip():
+                shown = message if len(message) <= 300 else message[:300] + "…"
+                history.append({"role": "user", "content": literal(shown)})
             history.append({"role": "assistant", "content": literal(str(e))})
             return "", history
         history.append({"role": "user", "content": literal(answer.question)})
@@ -121,11 +124,12 @@ def build_ui(engine):
                 max_lines=4,
             )
             send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
-        gr.Examples(
+        shown = gr.Examples(
             examples=[[e] for e in examples(engine)],
             inputs=[box],
             label="Example questions (from the interviewer)",
         )
+        shown.load_input_event.then(respond, [box, chat], [box, chat], api_visibility="private")
         for trigger in (box.submit, send.click):
             trigger(respond, [box, chat], [box, chat], api_name="ask" if trigger == box.submit else False)
     return demo

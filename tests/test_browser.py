@@ -1,0 +1,327 @@
+"""The chat in a real browser: headless Debian Chromium, driven by Playwright, against app.py processes.
+
+Each module starts its app processes and the browser once; every test gets a fresh page that records
+dialogs, console errors, uncaught page errors and every request it makes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from conftest import ROOT, env_for_subprocess
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1100, "height": 1000}
+ANSWER_MS = 60_000  # the model answers in well under a second once loaded; CI machines can be slow
+PAGE_MS = 60_000
+STARTUP_S = 180
+EXAMPLES_LABEL = "Example questions (from the interviewer)"
+NATO_QUESTION = "Which countries are in the process of joining NATO?"
+SCREENSHOT = ROOT / "docs" / "screenshot.png"
+
+PAYLOADS = [
+    "<img src=x onerror=alert(1)>",
+    "<script>alert(1)</script>",
+    "[x](javascript:alert(1))",
+    "**bold**",
+]
+HOSTILE_TRANSCRIPT = (
+    "Interview with Eve Hacker, to Test Radio\n\n"
+    '"Section <b>one</b>"\n\n'
+    "- What about <script>alert(1)</script> and **bold**?\n\n"
+    "- I said <img src=x onerror=alert(1)> and [x](javascript:alert(1)) and **bold** loudly.\n"
+)
+
+# Scroll every scrollable box of the chat to its top; returns how many there were.
+SCROLL_CHAT_TO_TOP = """chat => {
+    const boxes = [chat, ...chat.querySelectorAll('*')].filter(
+        e => e.scrollHeight > e.clientHeight + 1 && /auto|scroll/.test(getComputedStyle(e).overflowY));
+    boxes.forEach(e => { e.scrollTop = 0; });
+    return boxes.length;
+}"""
+
+# Is the element's top (or all of it) inside the viewport and inside every clipping ancestor?
+IN_VIEW = """(el, whole) => {
+    const r = el.getBoundingClientRect();
+    const bottom = whole ? r.bottom : r.top + 1;
+    if (r.height === 0 || r.top < 0 || bottom > window.innerHeight) return false;
+    for (let a = el.parentElement; a; a = a.parentElement) {
+        if (!/auto|scroll|hidden/.test(getComputedStyle(a).overflowY)) continue;
+        const b = a.getBoundingClientRect();
+        if (r.top < b.top - 1 || bottom > b.bottom + 1) return false;
+    }
+    return true;
+}"""
+
+
+# --- processes ---------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(tmp: Path, *args: str) -> Iterator[str]:
+    """Run app.py on a free loopback port until the generator is closed; yields its base URL."""
+    port = free_port()
+    log = tmp / "app.log"
+    with open(log, "w", encoding="utf-8") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "app.py", "--port", str(port), *args],
+            cwd=ROOT,
+            env=env_for_subprocess(tmp),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"app.py exited with {proc.returncode}:\n{log.read_text(encoding='utf-8')}")
+            try:
+                with urllib.request.urlopen(base + "/healthz", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"app.py not healthy after {STARTUP_S}s:\n{log.read_text(encoding='utf-8')}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = shutil.which("chromium")
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but `chromium` is not on PATH: install Debian's chromium package")
+        pytest.skip("`chromium` is not on PATH (Debian: apt-get install chromium)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(browser, tmp_path_factory) -> Iterator[str]:
+    """app.py on the packaged interview."""
+    yield from start_app(tmp_path_factory.mktemp("app"))
+
+
+@pytest.fixture(scope="module")
+def hostile_app_url(browser, tmp_path_factory) -> Iterator[str]:
+    """app.py on a transcript whose text is full of HTML and Markdown payloads."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    data = tmp / "eve.txt"
+    data.write_text(HOSTILE_TRANSCRIPT, encoding="utf-8", newline="")
+    yield from start_app(tmp, "--data", str(data), "--index-dir", str(tmp / "eve-index"))
+
+
+# --- pages -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    page: Page
+    dialogs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+    def assert_quiet(self) -> None:
+        assert self.dialogs == [], f"a dialog opened: {self.dialogs}"
+        assert self.errors == [], f"console or page errors: {self.errors}"
+
+
+@pytest.fixture
+def session(browser: Browser) -> Iterator[Session]:
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(PAGE_MS)
+    s = Session(page)
+
+    def on_dialog(dialog) -> None:
+        s.dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.on("console", lambda m: s.errors.append(f"console: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: s.errors.append(f"pageerror: {e}"))
+    page.on("request", lambda r: s.requests.append(r.url))
+    page.on("websocket", lambda w: s.requests.append(w.url))
+    yield s
+    context.close()
+
+
+def open_chat(page: Page, url: str) -> None:
+    page.goto(url + "/")
+    page.locator("#question textarea").wait_for(state="visible")
+    page.get_by_text(EXAMPLES_LABEL, exact=True).wait_for(state="visible")
+
+
+def answers(page: Page) -> Locator:
+    return page.locator("#chat .qa-answer")
+
+
+def wait_for_answer(page: Page, index: int) -> Locator:
+    answer = answers(page).nth(index)
+    answer.wait_for(state="visible", timeout=ANSWER_MS)
+    page.wait_for_timeout(300)  # let a late onerror/alert or console error from the new message surface
+    return answer
+
+
+def ask(page: Page, question: str) -> Locator:
+    """Type the question, press Enter, and return the new answer."""
+    before = answers(page).count()
+    box = page.locator("#question textarea")
+    box.fill(question)
+    box.press("Enter")
+    return wait_for_answer(page, before)
+
+
+def user_messages(page: Page) -> Locator:
+    return page.locator('#chat [data-testid="user"]')
+
+
+def in_view(locator: Locator, whole: bool) -> bool:
+    return locator.evaluate(IN_VIEW, whole)
+
+
+# --- tests -------------------------------------------------------------------------------------------
+
+
+def test_typed_question_gets_the_quoted_answer(app_url, session):
+    page = session.page
+    open_chat(page, app_url)
+    answer = ask(page, NATO_QUESTION)
+
+    assert "Finland and Sweden" in answer.locator("blockquote.qa-best mark").first.inner_text()
+    assert "Xavier Colomina" in answer.locator(".qa-cite").first.inner_text()
+    assert user_messages(page).last.inner_text().strip() == NATO_QUESTION
+    session.assert_quiet()
+
+    # The README's screenshot: the question and the top of its answer, not the chat's bottom.
+    page.locator("#question textarea").blur()
+    page.evaluate("window.scrollTo(0, 0)")
+    assert page.locator("#chat").evaluate(SCROLL_CHAT_TO_TOP) >= 1, "the chat has nothing to scroll"
+    page.wait_for_timeout(500)  # nothing may scroll it back (auto-scroll, late layout)
+    assert in_view(user_messages(page).last, whole=True), "the question is not visible in the chat"
+    assert in_view(answer.locator("blockquote.qa-best").first, whole=False), "the answer's top is hidden"
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT))
+    assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_clicking_an_example_question_answers_it(app_url, session):
+    page = session.page
+    open_chat(page, app_url)
+    label = page.get_by_text(EXAMPLES_LABEL, exact=True)
+    buttons = label.locator("xpath=..").locator("button")
+    buttons.first.wait_for(state="visible", timeout=10_000)
+    shown = buttons.first.inner_text().strip().removesuffix("...").strip()
+
+    buttons.first.click()
+    box = page.locator("#question textarea")
+    expect(box).not_to_have_value("", timeout=10_000)
+    question = box.input_value()
+    assert shown and question.startswith(shown), f"the example {shown!r} did not fill the box: {question!r}"
+    try:
+        answer = wait_for_answer(page, 0)
+    except PlaywrightTimeout:
+        pytest.fail(
+            f"clicking the example {question!r} only filled the textbox: no answer appeared "
+            f"within {ANSWER_MS // 1000}s"
+        )
+    assert user_messages(page).last.inner_text().strip() == question
+    assert answer.locator("blockquote.qa-quote").count() >= 1
+    session.assert_quiet()
+
+
+def test_off_topic_question_is_refused(app_url, session):
+    page = session.page
+    open_chat(page, app_url)
+    answer = ask(page, "Who wrote Hamlet?")
+    assert answer.locator(".qa-refusal").count() == 1
+    assert "does not address" in answer.locator(".qa-refusal").inner_text()
+    assert answer.locator("blockquote.qa-best").count() == 0
+    session.assert_quiet()
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_typed_payload_shows_as_literal_text(app_url, session, payload):
+    page = session.page
+    open_chat(page, app_url)
+    ask(page, payload)
+
+    bubble = user_messages(page).last
+    assert bubble.inner_text().strip() == payload
+    assert payload in page.locator("body").inner_text()
+    chat = page.locator("#chat")
+    assert chat.locator("img").count() == 0
+    assert chat.locator("script").count() == 0
+    assert bubble.locator("strong, em, b, a, img, script").count() == 0
+    assert page.locator("a[href^='javascript' i]").count() == 0
+    session.assert_quiet()
+
+
+def test_transcript_payloads_show_as_literal_text(hostile_app_url, session):
+    page = session.page
+    open_chat(page, hostile_app_url)
+    answer = ask(page, "What did you say loudly?")
+
+    # Answered or refused with the closest passage: either way the sentence is quoted.
+    quote = answer.locator("blockquote.qa-quote").first.inner_text()
+    for payload in ("<img src=x onerror=alert(1)>", "[x](javascript:alert(1))", "**bold**"):
+        assert payload in quote, f"{payload!r} not shown literally in the quote {quote!r}"
+    assert "Section <b>one</b>" in answer.locator(".qa-cite").first.inner_text()
+    assert "<script>alert(1)</script>" in answer.locator(".qa-asked").first.inner_text()
+    chat = page.locator("#chat")
+    assert chat.locator("img").count() == 0
+    assert chat.locator("script").count() == 0
+    assert answer.locator("blockquote b, blockquote strong, blockquote a").count() == 0
+    assert page.locator("a[href^='javascript' i]").count() == 0
+    session.assert_quiet()
+
+
+def test_page_only_talks_to_its_own_origin(app_url, session):
+    page = session.page
+    open_chat(page, app_url)
+    ask(page, NATO_QUESTION)
+
+    origin = urlsplit(app_url)
+    assert session.requests, "no requests were recorded"
+    foreign = [u for u in session.requests if urlsplit(u)[:2] != (origin.scheme, origin.netloc)]
+    assert foreign == [], f"requests beyond {app_url}: {foreign}"
+    session.assert_quiet()
