@@ -15,6 +15,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 EXIT_USAGE = 2
+ALL = "All"  # the filter value that filters nothing
 QUEUE_MAX = int(os.environ.get("QA_QUEUE_MAX", "64"))  # chat requests waiting beyond this get 503
 
 CSS = """
@@ -90,10 +91,11 @@ def build_ui(engine):
     from qa.engine import QuestionError
     from qa.render import answer_html, literal
 
-    def respond(message: str, history: list[dict]):
+    def respond(message: str, history: list[dict], source: str = ALL, speaker: str = ALL):
         history = list(history or [])
         try:
-            answer = engine.ask(message, 3)
+            answer = engine.ask(message, 3, None if source == ALL else source,
+                                None if speaker == ALL else speaker)  # fmt: skip
         except QuestionError as e:
             if isinstance(message, str) and message.strip():
                 shown = message if len(message) <= 300 else message[:300] + "…"
@@ -129,9 +131,21 @@ def build_ui(engine):
             inputs=[box],
             label="Example questions (from the interviewer)",
         )
-        shown.load_input_event.then(respond, [box, chat], [box, chat], api_visibility="private")
+        with gr.Row():
+            titles = [t.title for t in engine.transcripts.values()]
+            source = gr.Dropdown(
+                [ALL, *titles],
+                value=ALL,
+                label="Only this interview",
+                elem_id="source",
+                interactive=len(titles) > 1,
+            )
+            speaker = gr.Dropdown([ALL, *engine.speakers], value=ALL, label="Only this speaker",
+                                  elem_id="speaker")  # fmt: skip
+        inputs = [box, chat, source, speaker]
+        shown.load_input_event.then(respond, inputs, [box, chat], api_visibility="private")
         for trigger in (box.submit, send.click):
-            trigger(respond, [box, chat], [box, chat], api_name="ask" if trigger == box.submit else False)
+            trigger(respond, inputs, [box, chat], api_name="ask" if trigger == box.submit else False)
     return demo
 
 

@@ -28,6 +28,7 @@ class Quote:
     title: str
     highlight_start: int  # the sentence that answers, inside [start, end)
     highlight_end: int
+    time: str = ""  # cue start in a subtitle transcript
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ def _quote(
         title=titles.get(p.source, ""),
         highlight_start=p.start,
         highlight_end=p.end,
+        time=p.time,
     )
     return quote, set(chosen)
 

@@ -92,6 +92,9 @@ def _render_quote(q, n: int | None) -> str:
     cite = f"   — {q.speaker}"
     if q.section:
         cite += f', in "{q.section}"'
+    if q.time:
+        cite += f" at {q.time}"
+    cite += f" ({q.title})" if q.title else ""
     lines = [f"{head}[score {q.score:.3f}] {q.source}:{q.start}-{q.end}", body, cite]
     if q.asked:
         lines.append("   asked: " + textwrap.shorten(q.asked, 200))

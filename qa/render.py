@@ -35,6 +35,8 @@ def quote_html(q: Quote, texts: dict[str, str], best: bool) -> str:
     cite = [f"<strong>{literal(q.speaker)}</strong>"]
     if q.section:
         cite.append(f"section <em>“{literal(q.section)}”</em>")
+    if q.time:
+        cite.append(f"at {literal(q.time)}")
     title = q.title or q.source
     title = title if len(title) <= 70 else title[:69].rstrip() + "…"
     cite.append(f'<span class="qa-title">{literal(title)}</span>')

@@ -1,10 +1,12 @@
 """Transcript text -> turns and sentence passages, each with its character span in the file.
 
-Three layouts are read:
+Four layouts are read:
 - dash turns: a title line, quoted section headlines, turns starting with "- " that alternate
   question/answer inside a section, other lines continuing the turn above (the APA interview);
 - `Name: text` lines, a new turn at each speaker label;
-- `Q:` / `A:` lines.
+- `Q:` / `A:` lines;
+- WebVTT and SRT subtitles: the speaker from a `<v Name>` voice tag or a `Name:` prefix, each
+  sentence keeping the start time of its cue.
 Offsets index the file's text decoded as UTF-8 with no newline translation, so that
 `text[start:end]` of the file read with `open(path, encoding="utf-8", newline="")` is the passage.
 """
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 QUESTION, ANSWER = "question", "answer"
-SUFFIXES = (".txt", ".md")
+SUFFIXES = (".txt", ".md", ".vtt", ".srt")
 
 
 class TranscriptError(ValueError):
@@ -36,6 +38,7 @@ class Passage:
     asked: str
     turn: int
     role: str
+    time: str = ""  # start of the subtitle cue, "HH:MM:SS"; empty for plain text
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,7 @@ class _RawTurn:
     role: str
     section: str
     paragraphs: list[tuple[int, int]]  # spans of the turn's text, label excluded
+    times: list[str] = field(default_factory=list)  # cue start per paragraph, for subtitles
 
 
 def parse(text: str, source: str) -> Transcript:
@@ -175,6 +179,13 @@ def parse(text: str, source: str) -> Transcript:
     lines = _lines(text)
     if not lines:
         raise TranscriptError(f"{source}: transcript is empty")
+    if _CUE_TIME.search(text):
+        title, raw = _subtitle_turns(text)
+        if not raw:
+            raise TranscriptError(f"{source}: subtitle file with no cue text")
+        if not any(t.role == ANSWER for t in raw):
+            raise TranscriptError(f"{source}: no answers found, only questions")
+        return _build(text, source, title, raw)
     dash = sum(1 for ln in lines if _DASH.match(ln.text))
     qa = sum(1 for ln in lines if _QA.match(ln.text))
     labelled = sum(1 for ln in lines if _LABEL.match(ln.text))
@@ -222,6 +233,11 @@ def _labelled_turns(lines: list[_Line], qa_labels: bool) -> tuple[str, list[_Raw
     first_label = next(i for i, ln in enumerate(lines) if pattern.match(ln.text))
     if first_label > 0 and _headline(lines[0]) is None:
         title = lines[0].text
+    elif first_label == 0 and not qa_labels:
+        # "Show name: episode title" on the first line is a title when that label never speaks again.
+        labels = [m.group("label") for ln in lines if (m := pattern.match(ln.text))]
+        if labels.count(labels[0]) == 1 and len(labels) >= 3:
+            title = lines[0].text
     interviewer_name, interviewee_name = speakers_from_title(title)
     interviewer = None  # the first speaker, unless a label says who asks
     for ln in lines[1 if title else 0 :]:
@@ -246,6 +262,59 @@ def _labelled_turns(lines: list[_Line], qa_labels: bool) -> tuple[str, list[_Raw
         elif raw:
             raw[-1].paragraphs.append((ln.start, ln.end))
     return title, [t for t in raw if any(e > s for s, e in t.paragraphs)]
+
+
+# --- subtitles -----------------------------------------------------------------------------
+
+_CUE_TIME = re.compile(
+    r"^[ \t]*(?P<start>(?:\d{1,2}:)?\d{1,2}:\d{2}[.,]\d{1,3})[ \t]+-->[ \t]+\S+.*$", re.MULTILINE
+)
+_VOICE = re.compile(r"^<v(?:\.[\w.-]+)?\s+(?P<name>[^>]+)>")
+_TAG = re.compile(r"</?[a-z][^>]*>", re.IGNORECASE)
+
+
+def _clock(stamp: str) -> str:
+    parts = re.split(r"[:.,]", stamp)[:-1]
+    while len(parts) < 3:
+        parts.insert(0, "0")
+    return ":".join(f"{int(x):02d}" for x in parts)
+
+
+def _subtitle_turns(text: str) -> tuple[str, list[_RawTurn]]:
+    """Cues -> turns: consecutive cues of one speaker form a turn, each cue a paragraph."""
+    raw: list[_RawTurn] = []
+    interviewer = None
+    speaker = "Speaker"
+    for cue in _CUE_TIME.finditer(text):
+        time = _clock(cue.group("start"))
+        body_start = cue.end() + 1
+        block_end = re.compile(r"\n[ \t]*\r?\n|\Z").search(text, body_start).start()
+        for ln in _lines(text[body_start:block_end]):
+            a, b = body_start + ln.start, body_start + ln.end
+            line = text[a:b]
+            voice = _VOICE.match(line)
+            label = None if voice else _LABEL.match(line)
+            if voice or label:
+                speaker = (voice or label).group("name" if voice else "label").strip().strip("*")
+                a += (voice or label).end()
+            close = line.rfind("</v>")
+            if close >= 0 and a <= body_start + ln.start + close:
+                b = body_start + ln.start + close
+            if not _TAG.sub("", text[a:b]).strip():
+                continue
+            if interviewer is None:
+                interviewer = speaker
+            role = QUESTION if speaker == interviewer or speaker.lower() in _INTERVIEWER_NAMES else ANSWER
+            if raw and raw[-1].speaker == speaker:
+                raw[-1].paragraphs.append((a, b))
+                raw[-1].times.append(time)
+            else:
+                raw.append(_RawTurn(speaker, role, "", [(a, b)], [time]))
+    title = ""
+    header = re.match(r"\ufeff?WEBVTT[ \t]*(?:-[ \t]*)?(?P<title>[^\r\n]*)", text)
+    if header:
+        title = header.group("title").strip()
+    return title, raw
 
 
 # --- sentences -----------------------------------------------------------------------------
@@ -285,7 +354,12 @@ def _build(text: str, source: str, title: str, raw: list[_RawTurn]) -> Transcrip
     last_question = ""
     for raw_turn in raw:
         role = raw_turn.role
-        spans = [p for a, b in raw_turn.paragraphs for p in sentence_spans(text, a, b)]
+        times = raw_turn.times or [""] * len(raw_turn.paragraphs)
+        timed = [
+            (span, t) for (a, b), t in zip(raw_turn.paragraphs, times, strict=True)
+            for span in sentence_spans(text, a, b)
+        ]  # fmt: skip
+        spans = [span for span, _ in timed]
         if not spans:
             continue
         turn_text = " ".join(text[a:b] for a, b in raw_turn.paragraphs)
@@ -293,10 +367,10 @@ def _build(text: str, source: str, title: str, raw: list[_RawTurn]) -> Transcrip
             last_question = turn_text
         asked = last_question if role == ANSWER else ""
         first = len(passages)
-        for a, b in spans:
+        for (a, b), time in timed:
             passages.append(
                 Passage(source, a, b, text[a:b], raw_turn.speaker, raw_turn.section, asked,
-                        len(turns), role)
+                        len(turns), role, time)
             )  # fmt: skip
         turns.append(
             Turn(source, spans[0][0], spans[-1][1], raw_turn.speaker, role, raw_turn.section,
