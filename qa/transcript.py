@@ -113,9 +113,14 @@ def _lines(text: str) -> list[_Line]:
 _HEADLINE = re.compile(r'^(?:#{1,6}\s+(?P<md>.+)|(?P<q>["“«].+["”»]))$')
 _DASH = re.compile(r"^[-–—]\s+")
 _QA = re.compile(r"^(?P<label>Q|A|Question|Answer)\s*[:.]\s*", re.IGNORECASE)
-_LABEL = re.compile(r"^(?P<label>(?:\*\*)?[A-Z][\w.'’\-]*(?:\s+[A-Z][\w.'’\-]*){0,3}(?:\*\*)?)\s*:\s+")
+_LABEL = re.compile(r"^(?P<label>(?:\*\*)?[A-Z][\w.'’\-]*(?:\s+[A-Z0-9][\w.'’\-]*){0,3}(?:\*\*)?)\s*:\s+")
 _TIMESTAMP = re.compile(r"^\[?\(?\d{1,2}:\d{2}(?::\d{2})?\)?\]?\s*")
 _INTERVIEWER_NAMES = {"q", "question", "interviewer", "host", "moderator"}
+
+
+def _h1(line: _Line) -> str:
+    """A Markdown level-one heading names the document, not a section."""
+    return line.text[2:].strip() if line.text.startswith("# ") else ""
 
 
 def _headline(line: _Line) -> str | None:
@@ -207,7 +212,9 @@ def parse(text: str, source: str) -> Transcript:
 def _dash_turns(lines: list[_Line]) -> tuple[str, list[_RawTurn]]:
     title = ""
     first = lines[0]
-    if not _DASH.match(first.text) and _headline(first) is None:
+    if _h1(first):
+        title, lines = _h1(first), lines[1:]
+    elif not _DASH.match(first.text) and _headline(first) is None:
         title, lines = first.text, lines[1:]
     interviewer, interviewee = speakers_from_title(title)
     section, raw, in_section = "", [], 0
@@ -231,7 +238,9 @@ def _labelled_turns(lines: list[_Line], qa_labels: bool) -> tuple[str, list[_Raw
     pattern = _QA if qa_labels else _LABEL
     title, section, raw = "", "", []
     first_label = next(i for i, ln in enumerate(lines) if pattern.match(ln.text))
-    if first_label > 0 and _headline(lines[0]) is None:
+    if first_label > 0 and _h1(lines[0]):
+        title = _h1(lines[0])
+    elif first_label > 0 and _headline(lines[0]) is None:
         title = lines[0].text
     elif first_label == 0 and not qa_labels:
         # "Show name: episode title" on the first line is a title when that label never speaks again.

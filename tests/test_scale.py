@@ -1,0 +1,76 @@
+"""Two hundred generated transcripts: indexed, served and answered by a real app process."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+from conftest import INTERVIEW, ROOT, env_for_subprocess
+
+from qa.transcript import ANSWER, parse_file
+
+pytestmark = [pytest.mark.integration, pytest.mark.scale]
+FACT = "The lighthouse on Pirallahi island was repainted blue in 1998."
+
+
+def generate(folder, count=200, exchanges=3):
+    """Deterministic `Name:` transcripts, each a rotation of the interview's exchanges."""
+    t = parse_file(INTERVIEW)
+    pairs = [(t.turns[i], t.turns[i + 1]) for i in range(0, len(t.turns) - 1, 2)]
+    text = lambda turn: " ".join(t.passages[j].text for j in turn.passages)  # noqa: E731
+    for n in range(count):
+        lines = [f"# Conversation {n:03d} with Guest {n:03d}", ""]
+        for q, a in (pairs[(n + k) % len(pairs)] for k in range(exchanges)):
+            lines += [f"Host {n:03d}: {text(q)}", f"Guest {n:03d}: {text(a)}"]
+        if n == 137:
+            lines += [f"Host {n:03d}: Anything about the coast?", f"Guest {n:03d}: {FACT}"]
+        (folder / f"conv-{n:03d}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert parse_file(folder / "conv-137.md").turns[-1].role == ANSWER
+
+
+def test_two_hundred_transcripts(tmp_path):
+    data = tmp_path / "many"
+    data.mkdir()
+    generate(data)
+    env = env_for_subprocess(tmp_path)
+    t0 = time.time()
+    r = subprocess.run([sys.executable, "-m", "qa", "index", "--json", "--data", str(data)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert len(report["added"]) == 200 and report["skipped"] == []
+    build_s = time.time() - t0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = subprocess.Popen([sys.executable, "app.py", "--data", str(data), "--port", str(port)], cwd=ROOT, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(base + "/healthz", timeout=5) as h:
+                    health = json.loads(h.read())
+                break
+            except OSError:
+                assert app.poll() is None, app.stderr.read()
+                time.sleep(0.2)
+        assert health["passages"] == report["passages"]
+        q = urllib.parse.quote("When was the lighthouse on Pirallahi island repainted?")
+        with urllib.request.urlopen(f"{base}/api/ask?q={q}&k=3", timeout=60) as resp:
+            answer = json.loads(resp.read())
+        top = answer["quotes"][0]
+        assert answer["answered"] and top["text"] == FACT and top["source"].endswith("conv-137.md")
+        assert top["speaker"] == "Guest 137" and top["title"] == "Conversation 137 with Guest 137"
+        q = urllib.parse.quote("Is NATO a party to the war?")
+        with urllib.request.urlopen(f"{base}/api/ask?q={q}&k=3&source=conv-042.md", timeout=60) as resp:
+            answer = json.loads(resp.read())
+        assert all(x["source"].endswith("conv-042.md") for x in answer["quotes"])
+    finally:
+        app.terminate()
+        app.wait(10)
+    print(f"\n200 transcripts, {report['passages']} passages, indexed in {build_s:.0f} s")
