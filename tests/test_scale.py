@@ -38,8 +38,8 @@ def test_two_hundred_transcripts(tmp_path):
     generate(data)
     env = env_for_subprocess(tmp_path)
     t0 = time.time()
-    r = subprocess.run([sys.executable, "-m", "qa", "index", "--json", "--data", str(data)], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=900)  # fmt: skip
+    cmd = [sys.executable, "-m", "qa", "index", "--json", "--data", str(data)]
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert len(report["added"]) == 200 and report["skipped"] == []
@@ -47,8 +47,8 @@ def test_two_hundred_transcripts(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = subprocess.Popen([sys.executable, "app.py", "--data", str(data), "--port", str(port)], cwd=ROOT, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    cmd = [sys.executable, "app.py", "--data", str(data), "--port", str(port)]
+    app = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(600):
@@ -57,7 +57,7 @@ def test_two_hundred_transcripts(tmp_path):
                     health = json.loads(h.read())
                 break
             except OSError:
-                assert app.poll() is None, app.stderr.read()
+                assert app.poll() is None, app.stderr.read().decode()
                 time.sleep(0.2)
         assert health["passages"] == report["passages"]
         q = urllib.parse.quote("When was the lighthouse on Pirallahi island repainted?")
