@@ -39,6 +39,7 @@ class Answer:
     confidence: float = 0.0
     closest: Quote | None = None  # when refused: the nearest passage, low confidence
     model: str = ""
+    searched: str = ""  # the question as searched: with the one it follows, for a follow-up
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,6 +96,7 @@ def build(
     answered: bool,
     confidence: float,
     model: str = "",
+    searched: str = "",
 ) -> Answer:
     """The k best non-overlapping quotes, or, when not answered, only the closest one aside."""
     scores = {h.passage: h.score for h in hits}
@@ -109,5 +111,6 @@ def build(
         used |= covered
         quotes.append(quote)
     if answered:
-        return Answer(question, True, quotes, round(confidence, 4), None, model)
-    return Answer(question, False, [], round(confidence, 4), quotes[0] if quotes else None, model)
+        return Answer(question, True, quotes, round(confidence, 4), None, model, searched or question)
+    closest = quotes[0] if quotes else None
+    return Answer(question, False, [], round(confidence, 4), closest, model, searched or question)

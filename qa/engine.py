@@ -9,7 +9,7 @@ import json
 import os
 import sys
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import numpy as np
 from embeddings import index as store
 from embeddings.model import Embedder
 from qa import answer as answers
+from qa.conversation import resolve
 from qa.retrieve import Hit, Ranker, dense_search
 from qa.transcript import Transcript, TranscriptError, find_transcripts, parse, read_text
 
@@ -221,17 +222,22 @@ class Engine:
 
     def ask(
         self, question: object, k: object = 3, source: str | None = None,
-        speaker: str | None = None,
+        speaker: str | None = None, history: Sequence[object] = (),
     ) -> answers.Answer:  # fmt: skip
-        """Verbatim quotes answering the question, or a refusal. Raises QuestionError."""
+        """Verbatim quotes answering the question, or a refusal. Raises QuestionError.
+
+        `history` holds the user's earlier questions, oldest first: a follow-up is searched
+        together with the question it follows."""
         question = clean_question(question)
         k = check_k(k)
         allowed = self._filter(source, speaker)
-        hits, confidence = self.rank(question, allowed)
+        earlier = [clean_question(h) for h in history if isinstance(h, str) and h.strip()]
+        query = resolve(question, earlier)
+        hits, confidence = self.rank(query, allowed)
         answered = bool(hits) and confidence >= self.calibration["threshold"]
         return answers.build(
             question, hits, self.passages, self.texts, self.titles, k, answered, confidence,
-            self.model_name,
+            self.model_name, query,
         )  # fmt: skip
 
     def _filter(self, source: str | None, speaker: str | None) -> np.ndarray | None:

@@ -103,26 +103,31 @@ def _baseline(engine: Engine, name: str) -> Callable[[str, int], Answer]:
 
 
 def evaluate(engine: Engine, questions: list[dict], off_topic: list[dict], k: int = 3) -> list[Scores]:
-    retrievers: dict[str, Callable[[str, int], Answer]] = {
-        "qa": lambda q, k: engine.ask(q, k),
-        "bm25": _baseline(engine, "bm25"),
-        "dense": _baseline(engine, "dense"),
+    """Scores of the project and the baselines; with follow-up questions (a "history" key),
+    also of the project ignoring the history, to show what the conversation adds."""
+    bm25, dense = _baseline(engine, "bm25"), _baseline(engine, "dense")
+    retrievers: dict[str, Callable[[dict, int], Answer]] = {
+        "qa": lambda q, k: engine.ask(q["question"], k, history=q.get("history", ())),
+        "bm25": lambda q, k: bm25(q["question"], k),
+        "dense": lambda q, k: dense(q["question"], k),
     }
+    if any(q.get("history") for q in questions):
+        retrievers["qa, history ignored"] = lambda q, k: engine.ask(q["question"], k)
     golds = [gold_spans(engine, q.get("gold", [])) for q in questions]
     results = []
     for name, ask in retrievers.items():
         ranks, lengths, times, answered = [], [], [], []
         for q, gold in zip(questions, golds, strict=True):
             t0 = time.perf_counter()
-            a = ask(q["question"], max(k, 10))
+            a = ask(q, max(k, 10))
             times.append((time.perf_counter() - t0) * 1000)
             ranks.append(first_hit(a, gold))
             answered.append(a.answered)
             if a.quotes:
                 lengths.append(len(a.quotes[0].text))
-        refused = [not ask(q["question"], k).answered for q in off_topic]
+        refused = [not ask(q, k).answered for q in off_topic]
         n = max(len(questions), 1)
-        is_qa = name == "qa"
+        is_qa = name.startswith("qa")
         results.append(
             Scores(
                 name,

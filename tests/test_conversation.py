@@ -1,0 +1,50 @@
+import json
+
+import pytest
+from conftest import INTERVIEW, ROOT, SHARED, FakeEmbedder
+
+from qa import evaluate as ev
+from qa.conversation import is_follow_up, resolve
+from qa.engine import Engine
+
+FOLLOW_UPS = ["Why?", "Since when?", "What about Georgia?", "And the EU?", "Is it formal there?"]
+
+
+@pytest.mark.parametrize("question", FOLLOW_UPS)
+def test_follow_ups_are_recognized(question):
+    assert is_follow_up(question)
+
+
+def test_questions_that_stand_alone_are_not_follow_ups():
+    standalone = [q["question"] for q in ev.read_jsonl(ROOT / "eval" / "dev_questions.jsonl")]
+    public = SHARED / "eval" / "questions.jsonl"
+    if public.exists():
+        standalone += [q["question"] for q in ev.read_jsonl(public)]
+    flagged = [q for q in standalone if is_follow_up(q)]
+    assert len(flagged) <= 1, flagged
+
+
+def test_resolve_chains_follow_ups_and_drops_old_topics():
+    assert resolve("Why?", ["Where does Russia get drones?"]) == "Why? Where does Russia get drones?"
+    assert resolve("When?", ["Did Russia annex Crimea?", "Why?"]) == "When? Why? Did Russia annex Crimea?"
+    assert resolve("Which countries are joining NATO?", ["Why?"]) == "Which countries are joining NATO?"
+    assert resolve("Why?", ["Which countries are joining NATO?", "Did Russia annex Crimea?"]) == (
+        "Why? Did Russia annex Crimea?"
+    )
+    assert resolve("Why?", []) == "Why?"
+
+
+def test_engine_takes_history(tmp_path):
+    e = Engine(INTERVIEW, tmp_path / "i", embedder=FakeEmbedder(), progress=False, log=lambda m: None)
+    answer = e.ask("When?", 3, history=["Did Russia annex Crimea?"])
+    assert answer.searched == "When? Did Russia annex Crimea?" and answer.question == "When?"
+    assert e.ask("When?", 3).searched == "When?"
+
+
+@pytest.mark.integration
+def test_follow_up_set_gains_over_ignoring_history(tmp_path):
+    e = Engine(INTERVIEW, tmp_path / "i", progress=False, log=lambda m: None)
+    rows = {s.name: s for s in ev.evaluate(e, ev.read_jsonl(ROOT / "eval" / "followups.jsonl"), [])}
+    assert rows["qa"].hit3 >= 0.85 and rows["qa"].hit3 >= rows["qa, history ignored"].hit3 + 0.15
+    lines = [json.loads(line) for line in (ROOT / "eval" / "followups.jsonl").read_text().splitlines()]
+    assert all(line["history"] for line in lines)
