@@ -3,12 +3,16 @@
 python app.py [--data PATH] [--index-dir DIR] [--model NAME_OR_PATH] [--host H] [--port P]
 """
 
-from __future__ import annotations
-
 import argparse
 import ipaddress
+import json
 import os
 import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
 from pathlib import Path
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -50,6 +54,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default=None, help="minilm (default) or a local model folder")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
     p.add_argument("--port", type=int, default=7860)
+    p.add_argument(
+        "--feedback",
+        type=Path,
+        default=None,
+        help="where likes and dislikes are appended (default: INDEX_DIR/feedback.jsonl)",
+    )
     p.add_argument("--auth", default=os.environ.get("QA_AUTH"),
                    help="user:password required to use the app (or $QA_AUTH)")  # fmt: skip
     return p.parse_args(argv)
@@ -85,26 +95,63 @@ def describe(engine) -> str:
     )
 
 
-def build_ui(engine):
+def build_ui(engine, feedback: Path):
     import gradio as gr
 
     from qa.engine import QuestionError
-    from qa.render import answer_html, literal
+    from qa.render import answer_html, citation_text, context_html, conversation_markdown, literal
 
-    def respond(message: str, history: list[dict], source: str = ALL, speaker: str = ALL):
-        history = list(history or [])
+    key_of = {t.source: key for key, t in engine.transcripts.items()}
+    by_source = {t.source: t for t in engine.transcripts.values()}
+    downloads = Path(tempfile.mkdtemp(prefix="qa-conversations-"))
+    lock = threading.Lock()
+
+    def context(quote) -> str:
+        link = "/transcript/" + urllib.parse.quote(key_of[quote.source])
+        return context_html(quote, by_source[quote.source], link)
+
+    def respond(message: str, history: list[dict], source: str = ALL, speaker: str = ALL,
+                asked: list | None = None, kept: list | None = None):  # fmt: skip
+        """One chat turn. `asked` holds the user's earlier questions, `kept` the answers."""
+        history, asked, kept = list(history or []), list(asked or []), list(kept or [])
         try:
             answer = engine.ask(message, 3, None if source == ALL else source,
-                                None if speaker == ALL else speaker)  # fmt: skip
+                                None if speaker == ALL else speaker, asked)  # fmt: skip
         except QuestionError as e:
             if isinstance(message, str) and message.strip():
                 shown = message if len(message) <= 300 else message[:300] + "…"
                 history.append({"role": "user", "content": literal(shown)})
             history.append({"role": "assistant", "content": literal(str(e))})
-            return "", history
+            return "", history, asked, kept + [None]
         history.append({"role": "user", "content": literal(answer.question)})
-        history.append({"role": "assistant", "content": answer_html(answer, engine.texts)})
-        return "", history
+        history.append({"role": "assistant", "content": answer_html(answer, engine.texts, context)})
+        return "", history, asked + [answer.question], kept + [answer]
+
+    def keep(kept: list | None):
+        """The latest best quote to copy, and the whole conversation as a Markdown file."""
+        answers = [a for a in kept or [] if a is not None]
+        if not answers:
+            return "", None
+        last = answers[-1]
+        best = last.quotes[0] if last.quotes else None
+        path = downloads / f"conversation-{uuid.uuid4().hex[:12]}.md"
+        path.write_text(conversation_markdown(answers), encoding="utf-8")
+        return (citation_text(best) if best else ""), str(path)
+
+    def judge(data: gr.LikeData, history: list[dict], kept: list | None) -> None:
+        """Append the verdict with the question and its quotes to the feedback file."""
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        nth = sum(1 for m in (history or [])[: index + 1] if m["role"] == "assistant") - 1
+        answer = (kept or [])[nth] if 0 <= nth < len(kept or []) else None
+        if answer is None:
+            return
+        earlier = [a.question for a in kept[:nth] if a is not None]
+        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "liked": data.liked,
+                  "history": earlier, **answer.to_dict()}  # fmt: skip
+        with lock:
+            feedback.parent.mkdir(parents=True, exist_ok=True)
+            with open(feedback, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     with gr.Blocks(title="Ask the interview", analytics_enabled=False) as demo:
         gr.HTML(f"<h1>Ask the interview</h1>{describe(engine)}")
@@ -115,8 +162,10 @@ def build_ui(engine):
             render_markdown=True,
             latex_delimiters=[],
             buttons=["copy", "copy_all"],
+            feedback_options=("Like", "Dislike"),
             elem_id="chat",
         )
+        asked, kept = gr.State([]), gr.State([])
         with gr.Row():
             box = gr.Textbox(
                 placeholder="Ask about the interview, e.g. what NATO thinks of …",
@@ -142,20 +191,31 @@ def build_ui(engine):
             )
             speaker = gr.Dropdown([ALL, *engine.speakers], value=ALL, label="Only this speaker",
                                   elem_id="speaker")  # fmt: skip
-        inputs = [box, chat, source, speaker]
-        shown.load_input_event.then(respond, inputs, [box, chat], api_visibility="private")
+        with gr.Row():
+            copy = gr.Textbox(label="Best quote with its citation", buttons=["copy"], lines=3,
+                              interactive=False, elem_id="copy", scale=4)  # fmt: skip
+            download = gr.DownloadButton("Download the conversation (Markdown)", elem_id="download",
+                                         scale=1)  # fmt: skip
+        inputs, outputs = [box, chat, source, speaker, asked, kept], [box, chat, asked, kept]
+        shown.load_input_event.then(respond, inputs, outputs, api_visibility="private").then(
+            keep, [kept], [copy, download], api_visibility="private"
+        )
         for trigger in (box.submit, send.click):
-            trigger(respond, inputs, [box, chat], api_name="ask" if trigger == box.submit else False)
+            trigger(respond, inputs, outputs, api_name="ask" if trigger == box.submit else False).then(
+                keep, [kept], [copy, download], api_visibility="private"
+            )
+        chat.like(judge, [chat, kept], None, api_visibility="private")
     return demo
 
 
-def build_app(engine, auth: tuple[str, str] | None = None):
+def build_app(engine, auth: tuple[str, str] | None = None, feedback: Path = Path("feedback.jsonl")):
     import gradio as gr
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI, Query, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import HTMLResponse, JSONResponse
 
     from qa.engine import QuestionError
+    from qa.render import transcript_page
 
     api = FastAPI(title="Ask the interview", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -167,19 +227,29 @@ def build_app(engine, auth: tuple[str, str] | None = None):
     def healthz() -> dict:
         return {"status": "ok", "passages": len(engine.passages), "model": engine.model_name}
 
+    @api.get("/transcript/{key:path}")
+    def transcript(key: str) -> HTMLResponse:
+        if key not in engine.transcripts:
+            return HTMLResponse("<!doctype html><p>No such transcript.</p>", status_code=404)
+        return HTMLResponse(transcript_page(engine.transcripts[key]))
+
     @api.get("/api/ask")
     def ask(
-        q: str | None = None, k: str = "3", source: str | None = None, speaker: str | None = None
+        q: str | None = None,
+        k: str = "3",
+        source: str | None = None,
+        speaker: str | None = None,
+        history: list[str] = Query(default=[]),  # noqa: B008
     ) -> JSONResponse:
         if q is None:
             return JSONResponse({"error": "missing q: /api/ask?q=your+question"}, 400)
         try:
-            answer = engine.ask(q, k, source, speaker)
+            answer = engine.ask(q, k, source, speaker, history)
         except QuestionError as e:
             return JSONResponse({"error": str(e)}, status_code=e.status)
         return JSONResponse(answer.to_dict())
 
-    demo = build_ui(engine)
+    demo = build_ui(engine, feedback)
     demo.queue(max_size=QUEUE_MAX, default_concurrency_limit=2)
     theme = gr.themes.Default(
         font=["system-ui", "Segoe UI", "Helvetica", "Arial", "sans-serif"],
@@ -221,12 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     except (TranscriptError, ModelError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    app = build_app(engine, auth)
+    app = build_app(engine, auth, args.feedback or args.index_dir / "feedback.jsonl")
     import uvicorn
 
     print(f"Ask the interview: http://{args.host}:{args.port}/", file=sys.stderr)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=3)
     except (OSError, SystemExit) as e:
         print(f"error: cannot serve on {args.host}:{args.port} ({e})", file=sys.stderr)
         return EXIT_USAGE

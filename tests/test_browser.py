@@ -6,6 +6,7 @@ dialogs, console errors, uncaught page errors and every request it makes.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -324,4 +325,58 @@ def test_page_only_talks_to_its_own_origin(app_url, session):
     assert session.requests, "no requests were recorded"
     foreign = [u for u in session.requests if urlsplit(u)[:2] != (origin.scheme, origin.netloc)]
     assert foreign == [], f"requests beyond {app_url}: {foreign}"
+    session.assert_quiet()
+
+
+# --- a conversation: follow-ups, the quote in its place, export, feedback ----------------------------
+
+
+@pytest.fixture(scope="module")
+def conversation_app(browser, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    tmp = tmp_path_factory.mktemp("conversation")
+    feedback = tmp / "feedback.jsonl"
+    for url in start_app(tmp, "--feedback", str(feedback)):
+        yield url, feedback
+
+
+def test_a_conversation_can_be_followed_checked_kept_and_judged(conversation_app, session, tmp_path):
+    url, feedback = conversation_app
+    page = session.page
+    open_chat(page, url)
+    ask(page, "Did Russia annex Crimea?")
+    second = ask(page, "When?")
+    assert "Taken as a follow-up" in second.inner_text()
+    assert "2014" in second.locator("blockquote.qa-best").inner_text()
+
+    # The quote in its place: the whole turn with the quoted sentence marked, and the question.
+    details = second.locator("details.qa-context").first
+    details.locator("summary").click()
+    assert "2014" in details.locator(".qa-turn mark").first.inner_text()
+    assert "Taking into account" in details.locator(".qa-asked").inner_text()
+    link = details.locator("a").get_attribute("href")
+    assert link.startswith("/transcript/interview.txt#p-")
+    full = page.context.new_page()
+    full.goto(url + link)
+    assert "2014" in full.locator(":target").inner_text()
+    full.close()
+
+    # Keep it: the best quote with its citation to copy, and the conversation as Markdown.
+    copy = page.locator("#copy textarea").input_value()
+    assert "2014" in copy and "Xavier Colomina" in copy and "data/interview.txt" in copy
+    with page.expect_download() as event:
+        page.locator("#download").click()
+    markdown = Path(event.value.path()).read_text(encoding="utf-8")
+    raw = (ROOT / "data" / "interview.txt").read_text(encoding="utf-8")
+    quotes = [line[2:] for line in markdown.splitlines() if line.startswith("> ")]
+    assert len(quotes) >= 4 and all(q in raw for q in quotes)
+    assert "## Did Russia annex Crimea?" in markdown and "## When?" in markdown
+
+    # Judge it: a dislike is appended with the question and the quotes.
+    page.locator('#chat [data-testid="bot"]').last.hover()
+    page.get_by_role("button", name="Dislike").last.click()
+    deadline = time.monotonic() + 20
+    while not feedback.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    record = json.loads(feedback.read_text(encoding="utf-8").splitlines()[-1])
+    assert record["liked"] is False and record["question"] == "When?" and record["quotes"]
     session.assert_quiet()

@@ -166,3 +166,22 @@ def test_file_routes_serve_nothing_of_ours(server, path):
     text = body.decode("utf-8", "replace")
     assert "root:x:0:0" not in text and "Xavier Colomina" not in text and "def main" not in text
     assert status in (400, 403, 404) or (status == 200 and "<html" in text.lower()), (status, text[:200])
+
+
+def test_history_makes_a_follow_up(server):
+    q = urllib.parse.urlencode({"q": "When?", "k": 1, "history": ["Did Russia annex Crimea?"]}, doseq=True)
+    code, body = get(server + "/api/ask?" + q)
+    assert code == 200 and body["searched"] == "When? Did Russia annex Crimea?"
+    assert "2014" in body["quotes"][0]["text"]
+
+
+def test_full_transcript_view(server):
+    with urllib.request.urlopen(server + "/transcript/interview.txt", timeout=30) as r:
+        page = r.read().decode("utf-8")
+    assert 'id="p-' in page and "Xavier Colomina" in page
+    for path in ["/transcript/nope.txt", "/transcript/..%2Fapp.py", "/transcript/%2Fetc%2Fpasswd"]:
+        try:
+            urllib.request.urlopen(server + path, timeout=30)
+            raise AssertionError(path)
+        except urllib.error.HTTPError as e:
+            assert e.code == 404
