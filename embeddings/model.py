@@ -122,7 +122,7 @@ class Status:
     name: str
     upstream: str
     installed: bool
-    verified: bool  # the weights it would load match the published sha256
+    verified: bool | None  # the weights it would load match the published sha256; None: not there yet
     disk_bytes: int  # the installed package(s), plus the assembled folder of a split model
     note: str  # what to do next, if anything
 
@@ -138,7 +138,7 @@ def status(known: KnownModel) -> Status:
         folder = assemble.cache_dir() / known.split.folder
         disk = sum(p.stat().st_size for p in parts) + _size(folder)
         if not folder.is_dir():
-            return Status(name, upstream, True, False, disk, f"assembled into {folder} on first use")
+            return Status(name, upstream, True, None, disk, f"assembled into {folder} on first use")
     else:
         spec = importlib.util.find_spec(known.module)
         if spec is None or not spec.submodule_search_locations:

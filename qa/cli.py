@@ -214,27 +214,32 @@ def _models(args: argparse.Namespace) -> int:
     from qa.evaluate import table
 
     figures = json.loads(MEASURED.read_text(encoding="utf-8"))
-    out = []
-    for known in KNOWN_MODELS.values():
-        measured = figures.get(known.name, {})
-        out.append({**asdict(status(known)), "measured": measured})
+    found = [{**asdict(status(m)), "measured": figures.get(m.name, {})} for m in KNOWN_MODELS.values()]
     if args.json:
-        print(json.dumps(out, indent=1))
+        print(json.dumps(found, indent=1))
         return 0
-    header = ["model", "upstream", "installed", "verified", "disk MB", "dim", "public hit@1", "MRR",
-              "dev hit@1", "MRR", "query p50 ms", "build passages/s"]  # fmt: skip
+    header = ["model", "installed", "verified", "disk MB", "dim", "public hit@1", "MRR", "dev hit@1",
+              "MRR", "query p50 ms", "build passages/s"]  # fmt: skip
     rows = []
-    for m in out:
+    for m in found:
         f = m["measured"]
-        get = lambda section, key, f=f: f"{f[section][key]:.2f}" if key in f.get(section, {}) else "-"  # noqa: E731
-        rows.append([m["name"], m["upstream"], "yes" if m["installed"] else "no",
-                     "yes" if m["verified"] else "no", f"{m['disk_bytes'] / 1e6:.0f}", str(f.get("dim", "-")),
-                     get("public", "hit@1"), get("public", "MRR"), get("dev", "hit@1"), get("dev", "MRR"),
-                     str(f.get("query_p50_ms", "-")), str(f.get("build_passages_per_s", "-"))])  # fmt: skip
+        verified = {True: "yes", False: "no", None: "first use"}[m["verified"]]
+        rows.append([m["name"], "yes" if m["installed"] else "no", verified, f"{m['disk_bytes'] / 1e6:.0f}",
+                     _figure(f, "dim"), _figure(f, "public.hit@1", ".2f"), _figure(f, "public.MRR", ".2f"),
+                     _figure(f, "dev.hit@1", ".2f"), _figure(f, "dev.MRR", ".2f"), _figure(f, "query_p50_ms"),
+                     _figure(f, "build_passages_per_s")])  # fmt: skip
     print(table(rows, header))
-    for m in out:
+    for m in found:
         if m["note"]:
-            print(f"{m['name']}: {m['note']}")
-    if figures.get("_how"):
-        print(f"figures: {figures['_how']}")
+            print(f"{m['name']} ({m['upstream']}): {m['note']}")
+    if "_how" in figures:
+        print(f"measured: {figures['_how']}")
     return 0
+
+
+def _figure(measured: dict, path: str, spec: str = "") -> str:
+    """A measured figure ('public.hit@1') as table text; '-' when the model was never measured."""
+    value = measured
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return "-" if value is None else format(value, spec)
