@@ -50,8 +50,9 @@ class Hit:
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased, accent-folded word stems without stopwords."""
-    text = unicodedata.normalize("NFKD", text.lower())
-    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = text.lower()
+    if not text.isascii():
+        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     return [w[:STEM] for w in re.findall(r"\w+", text) if w not in STOPWORDS]
 
 
