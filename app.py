@@ -4,6 +4,7 @@ python app.py [--data PATH] [--index-dir DIR] [--model NAME_OR_PATH] [--host H] 
 """
 
 import argparse
+import html
 import ipaddress
 import json
 import os
@@ -95,6 +96,14 @@ def describe(engine) -> str:
     )
 
 
+def _text(message: dict) -> str:
+    """A chat message's text as the user typed it: the page shows it as numeric entities."""
+    content = message.get("content")
+    if isinstance(content, list):
+        content = " ".join(c.get("text", "") for c in content if isinstance(c, dict))
+    return html.unescape(content) if isinstance(content, str) else ""
+
+
 def build_ui(engine, feedback: Path):
     import gradio as gr
 
@@ -111,9 +120,11 @@ def build_ui(engine, feedback: Path):
         return context_html(quote, by_source[quote.source], link)
 
     def respond(message: str, history: list[dict], source: str = ALL, speaker: str = ALL,
-                asked: list | None = None, kept: list | None = None):  # fmt: skip
-        """One chat turn. `asked` holds the user's earlier questions, `kept` the answers."""
-        history, asked, kept = list(history or []), list(asked or []), list(kept or [])
+                kept: list | None = None):  # fmt: skip
+        """One chat turn; the user's earlier questions come from the chat's own history, so a
+        cleared chat or a new client starts a new conversation. `kept` holds the answers."""
+        history, kept = list(history or []), list(kept or [])
+        asked = [_text(m) for m in history if m.get("role") == "user"]
         try:
             answer = engine.ask(message, 3, None if source == ALL else source,
                                 None if speaker == ALL else speaker, asked)  # fmt: skip
@@ -122,10 +133,10 @@ def build_ui(engine, feedback: Path):
                 shown = message if len(message) <= 300 else message[:300] + "…"
                 history.append({"role": "user", "content": literal(shown)})
             history.append({"role": "assistant", "content": literal(str(e))})
-            return "", history, asked, kept + [None]
+            return "", history, kept + [None]
         history.append({"role": "user", "content": literal(answer.question)})
         history.append({"role": "assistant", "content": answer_html(answer, engine.texts, context)})
-        return "", history, asked + [answer.question], kept + [answer]
+        return "", history, kept + [answer]
 
     def keep(kept: list | None):
         """The latest best quote to copy, and the whole conversation as a Markdown file."""
@@ -165,7 +176,7 @@ def build_ui(engine, feedback: Path):
             feedback_options=("Like", "Dislike"),
             elem_id="chat",
         )
-        asked, kept = gr.State([]), gr.State([])
+        kept = gr.State([])
         with gr.Row():
             box = gr.Textbox(
                 placeholder="Ask about the interview, e.g. what NATO thinks of …",
@@ -196,7 +207,7 @@ def build_ui(engine, feedback: Path):
                               interactive=False, elem_id="copy", scale=4)  # fmt: skip
             download = gr.DownloadButton("Download the conversation (Markdown)", elem_id="download",
                                          scale=1)  # fmt: skip
-        inputs, outputs = [box, chat, source, speaker, asked, kept], [box, chat, asked, kept]
+        inputs, outputs = [box, chat, source, speaker, kept], [box, chat, kept]
         shown.load_input_event.then(respond, inputs, outputs, api_visibility="private").then(
             keep, [kept], [copy, download], api_visibility="private"
         )
@@ -205,6 +216,7 @@ def build_ui(engine, feedback: Path):
                 keep, [kept], [copy, download], api_visibility="private"
             )
         chat.like(judge, [chat, kept], None, api_visibility="private")
+        chat.clear(lambda: [], None, [kept], api_visibility="private")
     return demo
 
 

@@ -27,6 +27,7 @@ SECONDS = float(os.environ.get("QA_LOAD_SECONDS", "30"))
 CLIENTS = 16
 MAX_REQUESTS = int(SECONDS * 100)  # per client: far more than the app can serve, but a bound
 OVERLOAD = 4 * QUEUE_MAX  # at most this many chat requests posted to fill the queue
+FILLERS = 8  # clients posting them at once
 TOP_UP = 1.0  # seconds the queue is kept full while gradio_client tries to join it
 REJECTED_WITHIN = 2.0  # seconds: a turned-away request comes back at least this fast
 SERVED_WITHIN = 60.0  # seconds: the queue fills, and every request it took is answered, within this
@@ -107,7 +108,9 @@ def test_chat_endpoint_is_what_the_load_calls(server):
     finally:
         client.close()
     assert list(api) == ["/ask"]
-    assert [p["parameter_name"] for p in api["/ask"]["parameters"]] == ["message", "history"]
+    names = [p["parameter_name"] for p in api["/ask"]["parameters"]]
+    assert names == ["message", "history", "source", "speaker"]
+    assert all(p["parameter_has_default"] for p in api["/ask"]["parameters"][2:])
     assert [r["component"] for r in api["/ask"]["returns"]] == ["Textbox", "Chatbot"]
 
 
@@ -143,20 +146,24 @@ def test_sixteen_clients_on_api_and_chat_while_healthz_answers(server, alone, tm
 
 
 def test_full_chat_queue_turns_requests_away_at_once(server, alone, tmp_path):
-    """Chat requests posted one after another, faster than they are answered: once QUEUE_MAX wait,
+    """Chat requests posted by several clients at once, faster than they are answered: once QUEUE_MAX wait,
     the next are turned away at once (503 "Queue is full", which gradio_client raises as QueueError),
     and every request the queue took is answered."""
     taken: list[tuple[str, str]] = []  # (event id, question)
     refused: list[tuple[int, str, float]] = []  # (status, body, seconds)
     full, stop = threading.Event(), threading.Event()
 
+    questions, lock = islice(cycle(load.QUESTIONS), OVERLOAD), threading.Lock()
+
     def fill() -> None:
         with httpx.Client(base_url=server + "/gradio_api", timeout=load.TIMEOUT) as http:
-            for q in islice(cycle(load.QUESTIONS), OVERLOAD):
-                if stop.is_set():
+            while not stop.is_set():
+                with lock:
+                    q = next(questions, None)
+                if q is None:
                     return
                 start = time.perf_counter()
-                r = http.post("/call/ask", json={"data": [q, []]})
+                r = http.post("/call/ask", json={"data": [q, [], "All", "All"]})
                 if r.status_code == 200:
                     taken.append((r.json()["event_id"], q))
                 else:
@@ -164,9 +171,11 @@ def test_full_chat_queue_turns_requests_away_at_once(server, alone, tmp_path):
                     full.set()
 
     client = load.gradio_client(server)
-    filler = threading.Thread(target=fill, daemon=True)
+    # Several posters at once, so that requests arrive faster than any machine answers them.
+    fillers = [threading.Thread(target=fill, daemon=True) for _ in range(FILLERS)]
     started = time.perf_counter()
-    filler.start()
+    for filler in fillers:
+        filler.start()
     probe_s: dict[Future, float] = {}
     try:
         assert full.wait(SERVED_WITHIN), f"the queue took all {OVERLOAD} requests without filling up"
@@ -176,18 +185,20 @@ def test_full_chat_queue_turns_requests_away_at_once(server, alone, tmp_path):
             p.add_done_callback(lambda f: probe_s.setdefault(f, time.perf_counter() - sent))
         wait(probes, timeout=TOP_UP)  # the filler keeps the queue full meanwhile
         stop.set()
-        filler.join(load.TIMEOUT)
+        for filler in fillers:
+            filler.join(load.TIMEOUT)
         answered = []
         with httpx.Client(base_url=server + "/gradio_api", timeout=load.TIMEOUT) as http:
             for event_id, q in taken:
                 event, _, data = http.get(f"/call/ask/{event_id}").text.partition("\ndata: ")
-                assert event == "event: complete" and json.loads(data) == list(alone["chat"][q]), data[:300]
+                box_and_chat = json.loads(data)[:2]  # the last output is the answers' session state
+                assert event == "event: complete" and box_and_chat == list(alone["chat"][q]), data[:300]
                 answered.append(time.perf_counter() - started)
         _, late = wait(probes, timeout=SERVED_WITHIN)
     finally:
         stop.set()
         client.close()
-    assert not filler.is_alive() and not late, "requests neither answered nor turned away"
+    assert not any(f.is_alive() for f in fillers) and not late, "requests neither answered nor turned away"
     probe_errors = [p.exception() for p in probes]
     assert all(e is None or isinstance(e, QueueError) for e in probe_errors), probe_errors
     turned = sorted(probe_s[p] for p, e in zip(probes, probe_errors, strict=True) if e is not None)
@@ -204,7 +215,7 @@ def test_full_chat_queue_turns_requests_away_at_once(server, alone, tmp_path):
         "gradio_client_queue_error_max_ms": load.percentile([s * 1000 for s in turned], 100),
     }
     (tmp_path / "overload.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    print(f"\nchat requests posted one after another against a queue of {QUEUE_MAX}: {figures}")
+    print(f"\nchat requests posted by {FILLERS} clients against a queue of {QUEUE_MAX}: {figures}")
 
     full_error = f"Queue is full. Max size is {QUEUE_MAX}"
     assert all(status == 503 and full_error in body for status, body, _ in refused), refused[:3]
