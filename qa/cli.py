@@ -50,7 +50,8 @@ def parser() -> argparse.ArgumentParser:
     _common(ask)
 
     ev = sub.add_parser("eval", help="hit@1/hit@3/MRR and refusal rates against baselines")
-    ev.add_argument("questions", type=Path, help="JSONL with question and gold")
+    ev.add_argument("questions", type=Path, nargs="?", help="JSONL with question and gold")
+    ev.add_argument("--disliked", type=Path, help="the chat's feedback JSONL: recheck disliked answers")
     ev.add_argument("--oos", type=Path, help="JSONL of questions the interview does not answer")
     ev.add_argument("--k", type=int, default=3)
     ev.add_argument("--json", action="store_true")
@@ -124,12 +125,17 @@ def _batch(engine, args) -> int:
             try:
                 obj = json.loads(question)
                 question = obj["question"] if isinstance(obj, dict) else question
-            except (ValueError, KeyError):
+                history = obj.get("history") or [] if isinstance(obj, dict) else []
+            except (ValueError, KeyError, AttributeError):
                 print(json.dumps({"question": question, "error": "line is not JSON with a "
                                   "'question' key"}, ensure_ascii=False), flush=True)  # fmt: skip
                 continue
+        else:
+            history = []
         try:
-            result = engine.ask(question, args.k, args.source, args.speaker).to_dict()
+            if not isinstance(history, list):
+                raise QuestionError("history must be a list of earlier questions")
+            result = engine.ask(question, args.k, args.source, args.speaker, history).to_dict()
         except QuestionError as e:
             result = {"question": question if isinstance(question, str) else str(question),
                       "error": str(e)}  # fmt: skip
@@ -186,6 +192,9 @@ def _eval(args: argparse.Namespace) -> int:
     read = lambda paths: [r for p in paths for r in ev.read_jsonl(p)]  # noqa: E731
     listed = lambda x: x if isinstance(x, list) else [x] if x else []  # noqa: E731
     questions, off_topic = read(listed(args.questions)), read(listed(args.oos))
+    disliked = getattr(args, "disliked", None)
+    if not questions and not disliked:
+        raise ValueError("give a questions file, --disliked FEEDBACK.jsonl, or both")
     names, rows = model_names(args.model), []
     for n, name in enumerate(names):  # one model in memory at a time
         engine = _engine(argparse.Namespace(**{**vars(args), "model": name}), progress=False)
@@ -197,6 +206,17 @@ def _eval(args: argparse.Namespace) -> int:
                 table[engine.model_name] = fit
                 CALIBRATION.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
             continue
+        if disliked:
+            from qa.feedback import disliked_cases, recheck
+
+            checked = recheck(engine, disliked_cases(disliked))
+            still = sum(bool(c.get("still_disliked")) for c in checked)
+            print(f"{len(checked)} disliked answers; {still} still give the disliked quote first")
+            for c in checked:
+                mark = "same" if c.get("still_disliked") else "changed"
+                print(f"  [{mark}] {c['question']}")
+            if not questions:
+                continue
         scores = ev.evaluate(engine, questions, off_topic, args.k)
         rows += [{"model": engine.model_name, **asdict(s)} for s in scores]
         if not args.json:

@@ -89,3 +89,25 @@ def test_eval_prints_project_and_baselines(tmp_path):
     names = [line.split()[0] for line in r.stdout.splitlines()[3:]]
     assert names == ["qa", "bm25", "dense"]
     assert "hit@1" in r.stdout and "refused" in r.stdout
+
+
+def test_stdin_lines_carry_history(tmp_path):
+    lines = [json.dumps({"question": "When?", "history": ["Did Russia annex Crimea?"]}),
+             json.dumps({"question": "When?", "history": "not a list"})]  # fmt: skip
+    r = run(tmp_path, "ask", "--k", "1", stdin="\n".join(lines) + "\n")
+    assert r.returncode == 0, r.stderr
+    first, second = [json.loads(line) for line in r.stdout.splitlines()]
+    assert first["searched"] == "When? Did Russia annex Crimea?" and "2014" in first["quotes"][0]["text"]
+    assert "history must be a list" in second["error"]
+
+
+def test_eval_rechecks_disliked_answers(tmp_path):
+    r = run(tmp_path, "ask", "--json", "Is NATO a party to this war?")
+    shown = json.loads(r.stdout)
+    feedback = tmp_path / "feedback.jsonl"
+    feedback.write_text(json.dumps({"liked": False, "history": [], **shown}) + "\n", encoding="utf-8")
+    r = run(tmp_path, "eval", "--disliked", str(feedback))
+    assert r.returncode == 0, r.stderr
+    assert "1 disliked answers; 1 still give the disliked quote first" in r.stdout
+    assert "[same] Is NATO a party to this war?" in r.stdout
+    assert run(tmp_path, "eval").returncode == 2
