@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_INDEX_DIR,
         help="where the index is kept (default: %(default)s, or $QA_INDEX_DIR)",
     )
-    p.add_argument("--model", default=None, help="minilm (default) or a local model folder")
+    p.add_argument("--model", default=None, help="minilm (default), mpnet, or a local model folder")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument(
