@@ -61,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="where likes and dislikes are appended (default: INDEX_DIR/feedback.jsonl)",
     )
+    p.add_argument("--mcp", action="store_true", help="also serve the ask function as an MCP tool")
     p.add_argument("--auth", default=os.environ.get("QA_AUTH"),
                    help="user:password required to use the app (or $QA_AUTH)")  # fmt: skip
     return p.parse_args(argv)
@@ -104,7 +105,7 @@ def _text(message: dict) -> str:
     return html.unescape(content) if isinstance(content, str) else ""
 
 
-def build_ui(engine, feedback: Path):
+def build_ui(engine, feedback: Path, mcp: bool = False):
     import gradio as gr
 
     from qa.engine import QuestionError
@@ -217,10 +218,32 @@ def build_ui(engine, feedback: Path):
             )
         chat.like(judge, [chat, kept], None, api_visibility="private")
         chat.clear(lambda: [], None, [kept], api_visibility="private")
+        if mcp:
+
+            def ask_interview(question: str, k: int = 3, history: list[str] | None = None) -> dict:
+                """Answer a question with verbatim quotes from the loaded interview transcripts.
+
+                Nothing is generated: every quote is the interviewee's own words, with its
+                source file, character offsets, speaker, section and the question it answered.
+                When the interviews do not address the question, `answered` is false.
+
+                Args:
+                    question: the question, in your own words.
+                    k: how many quotes to return, 1 to 20.
+                    history: earlier questions of the conversation, oldest first.
+                """
+                try:
+                    return engine.ask(question, k, history=history or []).to_dict()
+                except QuestionError as e:
+                    return {"question": str(question), "error": str(e)}
+
+            gr.api(ask_interview, api_name="ask_interview")
     return demo
 
 
-def build_app(engine, auth: tuple[str, str] | None = None, feedback: Path = Path("feedback.jsonl")):
+def build_app(
+    engine, auth: tuple[str, str] | None = None, feedback: Path = Path("feedback.jsonl"), mcp: bool = False
+):
     import gradio as gr
     from fastapi import FastAPI, Query, Request
     from fastapi.exceptions import RequestValidationError
@@ -261,7 +284,7 @@ def build_app(engine, auth: tuple[str, str] | None = None, feedback: Path = Path
             return JSONResponse({"error": str(e)}, status_code=e.status)
         return JSONResponse(answer.to_dict())
 
-    demo = build_ui(engine, feedback)
+    demo = build_ui(engine, feedback, mcp)
     demo.queue(max_size=QUEUE_MAX, default_concurrency_limit=2)
     theme = gr.themes.Default(
         font=["system-ui", "Segoe UI", "Helvetica", "Arial", "sans-serif"],
@@ -269,7 +292,7 @@ def build_app(engine, auth: tuple[str, str] | None = None, feedback: Path = Path
     )
     return gr.mount_gradio_app(
         api, demo, path="/", ssr_mode=False, auth=auth, theme=theme, css=CSS,
-        footer_links=[], mcp_server=False,
+        footer_links=[], mcp_server=mcp,
     )  # fmt: skip
 
 
@@ -303,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     except (TranscriptError, ModelError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    app = build_app(engine, auth, args.feedback or args.index_dir / "feedback.jsonl")
+    app = build_app(engine, auth, args.feedback or args.index_dir / "feedback.jsonl", args.mcp)
     import uvicorn
 
     print(f"Ask the interview: http://{args.host}:{args.port}/", file=sys.stderr)
