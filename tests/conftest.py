@@ -5,7 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +109,44 @@ def env_for_subprocess(tmp_path: Path) -> dict[str, str]:
         PYTHONPATH=str(ROOT),
     )
     return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(tmp: Path, *args: str, startup_s: float = 180) -> Iterator[str]:
+    """Run app.py on a free loopback port until the generator is closed; yields its base URL.
+
+    Its output goes to tmp/app.log (a file: a full pipe would stall the app), shown on failure."""
+    port = free_port()
+    log = tmp / "app.log"
+    with open(log, "w", encoding="utf-8") as out:
+        cmd = [sys.executable, "app.py", "--port", str(port), *args]
+        env = env_for_subprocess(tmp)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_s
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"app.py exited with {proc.returncode}:\n{log.read_text(encoding='utf-8')}")
+            try:
+                with urllib.request.urlopen(base + "/healthz", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"app.py not healthy after {startup_s}s:\n{log.read_text(encoding='utf-8')}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

@@ -9,18 +9,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import ROOT, env_for_subprocess
+from conftest import ROOT, serve
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -80,49 +76,6 @@ IN_VIEW = """(el, whole) => {
 # --- processes ---------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(tmp: Path, *args: str) -> Iterator[str]:
-    """Run app.py on a free loopback port until the generator is closed; yields its base URL."""
-    port = free_port()
-    log = tmp / "app.log"
-    with open(log, "w", encoding="utf-8") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port), *args],
-            cwd=ROOT,
-            env=env_for_subprocess(tmp),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{log.read_text(encoding='utf-8')}")
-            try:
-                with urllib.request.urlopen(base + "/healthz", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"app.py not healthy after {STARTUP_S}s:\n{log.read_text(encoding='utf-8')}")
-            time.sleep(0.3)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     executable = shutil.which("chromium")
@@ -139,7 +92,7 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def app_url(browser, tmp_path_factory) -> Iterator[str]:
     """app.py on the packaged interview."""
-    yield from start_app(tmp_path_factory.mktemp("app"))
+    yield from serve(tmp_path_factory.mktemp("app"))
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +101,7 @@ def hostile_app_url(browser, tmp_path_factory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("hostile")
     data = tmp / "eve.txt"
     data.write_text(HOSTILE_TRANSCRIPT, encoding="utf-8", newline="")
-    yield from start_app(tmp, "--data", str(data), "--index-dir", str(tmp / "eve-index"))
+    yield from serve(tmp, "--data", str(data), "--index-dir", str(tmp / "eve-index"))
 
 
 # --- pages -------------------------------------------------------------------------------------------
@@ -335,7 +288,7 @@ def test_page_only_talks_to_its_own_origin(app_url, session):
 def conversation_app(browser, tmp_path_factory) -> Iterator[tuple[str, Path]]:
     tmp = tmp_path_factory.mktemp("conversation")
     feedback = tmp / "feedback.jsonl"
-    for url in start_app(tmp, "--feedback", str(feedback)):
+    for url in serve(tmp, "--feedback", str(feedback)):
         yield url, feedback
 
 

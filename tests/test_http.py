@@ -1,24 +1,14 @@
 """app.py as a real process: the JSON routes beside the chat."""
 
 import json
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 import pytest
-from conftest import INTERVIEW, ROOT, env_for_subprocess, read_exact
+from conftest import INTERVIEW, ROOT, read_exact, serve
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str):
@@ -31,28 +21,7 @@ def get(url: str):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("app")
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--port", str(port)],
-        cwd=ROOT,
-        env=env_for_subprocess(tmp),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if get(base + "/healthz")[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.3)
-        assert proc.poll() is None, proc.stderr.read()
-    yield base
-    proc.terminate()
-    proc.wait(10)
+    yield from serve(tmp_path_factory.mktemp("app"))
 
 
 def test_healthz(server):

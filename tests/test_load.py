@@ -5,9 +5,6 @@ QA_LOAD_SECONDS sets how long the load lasts (default 30)."""
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import Future, wait
@@ -15,7 +12,7 @@ from itertools import cycle, islice
 
 import httpx
 import pytest
-from conftest import INTERVIEW, ROOT, env_for_subprocess, read_exact
+from conftest import INTERVIEW, read_exact, serve
 from gradio_client.utils import QueueError
 
 from app import QUEUE_MAX
@@ -33,44 +30,9 @@ REJECTED_WITHIN = 2.0  # seconds: a turned-away request comes back at least this
 SERVED_WITHIN = 60.0  # seconds: the queue fills, and every request it took is answered, within this
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("app")
-    port = free_port()
-    with open(tmp / "app.log", "w", encoding="utf-8") as log:  # a file: a full pipe would stall the app
-        proc = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port)],
-            cwd=ROOT,
-            env=env_for_subprocess(tmp),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.time() + 120
-            while True:
-                assert proc.poll() is None, (tmp / "app.log").read_text(encoding="utf-8")
-                assert time.time() < deadline, "app.py did not answer /healthz within 120 s"
-                try:
-                    if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.3)
-            yield base
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+    yield from serve(tmp_path_factory.mktemp("app"))
 
 
 def check_verbatim(body: dict, raw: str) -> None:

@@ -1,14 +1,9 @@
 """`app.py --mcp`: the ask function as an MCP tool, called by a real MCP client."""
 
 import asyncio
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
-from conftest import INTERVIEW, ROOT, env_for_subprocess, read_exact
+from conftest import INTERVIEW, read_exact, serve
 
 pytestmark = pytest.mark.integration
 mcp = pytest.importorskip("mcp", reason="the MCP extra is not installed: pip install 'gradio[mcp]'")
@@ -16,26 +11,7 @@ mcp = pytest.importorskip("mcp", reason="the MCP extra is not installed: pip ins
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("mcp")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "app.py", "--mcp", "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env_for_subprocess(tmp), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=5)
-                break
-            except OSError:
-                assert proc.poll() is None
-                time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(15)
+    yield from serve(tmp_path_factory.mktemp("mcp"), "--mcp")
 
 
 async def call(url: str, name: str, arguments: dict) -> tuple[list[str], str]:

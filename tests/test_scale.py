@@ -1,7 +1,6 @@
 """Two hundred generated transcripts: indexed, served and answered by a real app process."""
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -9,7 +8,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from conftest import INTERVIEW, ROOT, env_for_subprocess
+from conftest import INTERVIEW, ROOT, env_for_subprocess, serve
 
 from qa.transcript import ANSWER, parse_file
 
@@ -44,33 +43,21 @@ def test_two_hundred_transcripts(tmp_path):
     report = json.loads(r.stdout)
     assert len(report["added"]) == 200 and report["skipped"] == []
     build_s = time.time() - t0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "app.py", "--data", str(data), "--port", str(port)]
-    app = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = serve(tmp_path, "--data", str(data), startup_s=600)
     try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                with urllib.request.urlopen(base + "/healthz", timeout=5) as h:
-                    health = json.loads(h.read())
-                break
-            except OSError:
-                assert app.poll() is None, app.stderr.read().decode()
-                time.sleep(0.2)
-        assert health["passages"] == report["passages"]
+        url = next(base)
+        with urllib.request.urlopen(url + "/healthz", timeout=30) as h:
+            assert json.loads(h.read())["passages"] == report["passages"]
         q = urllib.parse.quote("When was the lighthouse on Pirallahi island repainted?")
-        with urllib.request.urlopen(f"{base}/api/ask?q={q}&k=3", timeout=60) as resp:
+        with urllib.request.urlopen(f"{url}/api/ask?q={q}&k=3", timeout=60) as resp:
             answer = json.loads(resp.read())
         top = answer["quotes"][0]
         assert answer["answered"] and top["text"] == FACT and top["source"].endswith("conv-137.md")
         assert top["speaker"] == "Guest 137" and top["title"] == "Conversation 137 with Guest 137"
         q = urllib.parse.quote("Is NATO a party to the war?")
-        with urllib.request.urlopen(f"{base}/api/ask?q={q}&k=3&source=conv-042.md", timeout=60) as resp:
+        with urllib.request.urlopen(f"{url}/api/ask?q={q}&k=3&source=conv-042.md", timeout=60) as resp:
             answer = json.loads(resp.read())
         assert all(x["source"].endswith("conv-042.md") for x in answer["quotes"])
     finally:
-        app.terminate()
-        app.wait(10)
+        base.close()
     print(f"\n200 transcripts, {report['passages']} passages, indexed in {build_s:.0f} s")
