@@ -33,6 +33,7 @@ CSS = """
 .qa-asked { font-size: 0.85em; color: #475569; margin-bottom: 0.8em; }
 .qa-more, .qa-low { font-size: 0.85em; font-weight: 600; color: #475569; margin-top: 0.6em; }
 .qa-refusal { padding: 0.4em 0; }
+.qa-searched { font-size: 0.85em; font-style: italic; color: #475569; margin-bottom: 0.4em; }
 """
 
 
