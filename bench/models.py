@@ -35,7 +35,7 @@ from qa.cli import MEASURED  # noqa: E402
 from qa.engine import DEFAULT_DATA, Engine  # noqa: E402
 
 PUBLIC = (PROJECT.parent / "shared/eval/questions.jsonl", PROJECT.parent / "shared/eval/out_of_scope.jsonl")
-DEV = (PROJECT / "eval/dev_questions.jsonl", PROJECT / "eval/dev_off_topic.jsonl")
+DEV = (PROJECT / "eval/dev.jsonl", PROJECT / "eval/dev_out_of_scope.jsonl")
 
 
 def quality(engine: Engine, questions: Path, off_topic: Path) -> dict[str, float]:

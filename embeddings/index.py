@@ -1,10 +1,12 @@
 """The FAISS index on disk: one folder per model with the vectors and a manifest.
 
-    <index-dir>/<model-slug>/vectors.faiss   IndexFlatIP over unit vectors, row = passage position
+    <index-dir>/<model-slug>/vectors.faiss   IndexFlatIP over unit vectors, one row per window
+    <index-dir>/<model-slug>/tokens.npy      float16 unit token vectors of every passage, in order
+    <index-dir>/<model-slug>/token_counts.npy  int32, how many of those each passage has
     <index-dir>/<model-slug>/manifest.json   written last; describes and checksums the rest
 
-The manifest records the format version, the model's identity, the dimension, the passage count,
-each transcript's sha256 with its rows, and the index file's sha256. A folder that does not match
+The manifest records the format version, the model's identity, the dimension, the row count,
+each transcript's sha256 with its rows and passages, and each data file's sha256. A folder that does not match
 in every respect is not used: FAISS reads many damaged files without complaint, so the hash is
 what tells.
 """
@@ -12,6 +14,7 @@ what tells.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -23,8 +26,10 @@ from typing import Protocol
 import faiss
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 INDEX_FILE = "vectors.faiss"
+TOKENS_FILE = "tokens.npy"
+COUNTS_FILE = "token_counts.npy"
 MANIFEST = "manifest.json"
 
 
@@ -35,23 +40,29 @@ class IndexUnusable(RuntimeError):
 @dataclass
 class FileEntry:
     sha256: str
-    rows: int  # passages of this file, stored contiguously
+    rows: int  # vectors (windows) of this file, stored contiguously
+    passages: int = 0  # its passages, whose token vectors are stored contiguously too
 
 
 @dataclass
 class Stored:
-    """Vectors with the files they came from, in row order."""
+    """Vectors and token vectors with the files they came from, in row order."""
 
     model: dict[str, str]
     dim: int
     files: dict[str, FileEntry] = field(default_factory=dict)
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    tokens: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float16))
+    token_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
 
-    def rows_of(self) -> dict[str, tuple[int, int]]:
-        out, row = {}, 0
+    def parts(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Each file's (vectors, tokens, token_counts)."""
+        out, row, passage, token = {}, 0, 0, 0
         for name, entry in self.files.items():
-            out[name] = (row, row + entry.rows)
-            row += entry.rows
+            counts = self.token_counts[passage : passage + entry.passages]
+            n = int(counts.sum())
+            out[name] = (self.vectors[row : row + entry.rows], self.tokens[token : token + n], counts)
+            row, passage, token = row + entry.rows, passage + entry.passages, token + n
         return out
 
 
@@ -87,8 +98,10 @@ def load(folder: Path, model: dict[str, str]) -> Stored:
             raise IndexUnusable(
                 f"index built with model {manifest['model'].get('name')}, not {model['name']}"
             )
-        files = {k: FileEntry(v["sha256"], int(v["rows"])) for k, v in manifest["files"].items()}
+        files = {k: FileEntry(v["sha256"], int(v["rows"]), int(v["passages"]))
+                 for k, v in manifest["files"].items()}  # fmt: skip
         dim, count, digest = int(manifest["dim"]), int(manifest["count"]), manifest["index_sha256"]
+        token_digests = manifest["tokens_sha256"], manifest["token_counts_sha256"]
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise IndexUnusable(f"{manifest_path} is malformed ({e})") from None
     try:
@@ -104,7 +117,38 @@ def load(folder: Path, model: dict[str, str]) -> Stored:
     if index.ntotal != count or index.d != dim or sum(f.rows for f in files.values()) != count:
         raise IndexUnusable(f"{folder / INDEX_FILE} holds {index.ntotal} rows, manifest says {count}")
     vectors = index.reconstruct_n(0, index.ntotal) if count else np.zeros((0, dim), np.float32)
-    return Stored(model, dim, files, vectors)
+    tokens, counts = (
+        _load_array(folder / name, want)
+        for name, want in zip((TOKENS_FILE, COUNTS_FILE), token_digests, strict=True)
+    )
+    if (
+        tokens.ndim != 2
+        or tokens.shape[1] != dim
+        or counts.ndim != 1
+        or len(counts) != sum(f.passages for f in files.values())
+        or int(counts.sum()) != len(tokens)
+    ):
+        raise IndexUnusable(f"{folder / TOKENS_FILE} does not match the manifest")  # fmt: skip
+    return Stored(model, dim, files, vectors, tokens, counts)
+
+
+def _array_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _load_array(path: Path, digest: str) -> np.ndarray:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise IndexUnusable(f"cannot read {path} ({e.strerror or e})") from None
+    if sha256_bytes(data) != digest:
+        raise IndexUnusable(f"{path} does not match its checksum (damaged)")
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise IndexUnusable(f"{path} cannot be read ({e})") from None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -132,19 +176,27 @@ def save(folder: Path, stored: Stored) -> None:
     for stale in folder.glob(".*.tmp"):  # left by a process killed while writing
         stale.unlink(missing_ok=True)
     data = faiss.serialize_index(to_faiss(stored.vectors)).tobytes()
+    tokens = _array_bytes(np.ascontiguousarray(stored.tokens, dtype=np.float16))
+    counts = _array_bytes(np.ascontiguousarray(stored.token_counts, dtype=np.int32))
     manifest = {
         "format_version": FORMAT_VERSION,
         "model": stored.model,
         "dim": stored.dim,
         "count": int(len(stored.vectors)),
-        "files": {k: {"sha256": v.sha256, "rows": v.rows} for k, v in stored.files.items()},
+        "files": {
+            k: {"sha256": v.sha256, "rows": v.rows, "passages": v.passages} for k, v in stored.files.items()
+        },  # fmt: skip
         "index_file": INDEX_FILE,
         "index_sha256": sha256_bytes(data),
+        "tokens_sha256": sha256_bytes(tokens),
+        "token_counts_sha256": sha256_bytes(counts),
     }
     # The manifest goes first out of the way, so that a crash between the two writes leaves
     # no manifest vouching for the wrong index file.
     (folder / MANIFEST).unlink(missing_ok=True)
     _write_atomic(folder / INDEX_FILE, data)
+    _write_atomic(folder / TOKENS_FILE, tokens)
+    _write_atomic(folder / COUNTS_FILE, counts)
     _write_atomic(folder / MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))
 
 

@@ -216,3 +216,27 @@ class Embedder:
             convert_to_numpy=True,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def encode_tokens(
+        self, texts: list[str], batch_size: int = 64, progress: bool = False
+    ) -> tuple[np.ndarray, list[np.ndarray], list[list[str]]]:
+        """In one pass: unit text vectors, each text's unit token vectors (float16, without the
+        special tokens) and the word pieces they stand for."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32), [], []
+        model = self._load()
+        out = model.encode(list(texts), batch_size=batch_size, show_progress_bar=progress,
+                           output_value=None, convert_to_numpy=False)  # fmt: skip
+        special = set(model.tokenizer.all_special_ids)
+        vectors, tokens, pieces = [], [], []
+        for item in out:
+            vectors.append(item["sentence_embedding"].float().numpy())
+            ids = item["input_ids"].tolist()
+            keep = [i for i, t in enumerate(ids[: len(item["token_embeddings"])]) if t not in special]
+            tok = item["token_embeddings"].float().numpy()[keep]
+            tok /= np.maximum(np.linalg.norm(tok, axis=1, keepdims=True), 1e-9)
+            tokens.append(tok.astype(np.float16))
+            pieces.append(model.tokenizer.convert_ids_to_tokens([ids[i] for i in keep]))
+        matrix = np.array(vectors, dtype=np.float32)
+        matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-9)
+        return np.ascontiguousarray(matrix), tokens, pieces

@@ -8,10 +8,6 @@ from dataclasses import asdict, dataclass, field
 from qa.retrieve import Hit
 from qa.transcript import Passage
 
-MAX_QUOTE_CHARS = 400  # a quote grows by a neighbouring sentence only while it stays this short
-SHORT_SENTENCE = 60  # a sentence this short is quoted with the one before it, for context
-NEAR = 0.15  # a neighbour scoring within this of the best sentence joins the quote
-
 
 @dataclass(frozen=True)
 class Quote:
@@ -29,6 +25,7 @@ class Quote:
     highlight_start: int  # the sentence that answers, inside [start, end)
     highlight_end: int
     time: str = ""  # cue start in a subtitle transcript
+    role: str = "answer"  # "answer", "question" (the interviewer's words) or "title"
 
 
 @dataclass(frozen=True)
@@ -45,45 +42,24 @@ class Answer:
         return asdict(self)
 
 
-def _quote(
-    passages: Sequence[Passage],
-    best: int,
-    scores: dict[int, float],
-    texts: dict[str, str],
-    titles: dict[str, str],
-    taken: set[int],
-) -> tuple[Quote, set[int]]:
-    p = passages[best]
-    chosen = [best]
-    neighbours = [i for i in (best - 1, best + 1) if 0 <= i < len(passages)]
-    neighbours = [
-        i for i in neighbours
-        if passages[i].source == p.source and passages[i].turn == p.turn and i not in taken
-    ]  # fmt: skip
-    neighbours.sort(key=lambda i: scores.get(i, float("-inf")), reverse=True)
-    top = scores[best]
-    for i in neighbours:
-        near = scores.get(i, float("-inf")) >= top - NEAR
-        short = len(p.text) < SHORT_SENTENCE and i == best - 1
-        a, b = min(chosen + [i]), max(chosen + [i])
-        if (near or short) and passages[b].end - passages[a].start <= MAX_QUOTE_CHARS:
-            chosen.append(i)
-    start, end = passages[min(chosen)].start, passages[max(chosen)].end
-    quote = Quote(
-        text=texts[p.source][start:end],
-        source=p.source,
+def _quote(hit: Hit, passages: Sequence[Passage], texts: dict[str, str], titles: dict[str, str]) -> Quote:
+    first, best = passages[hit.first], passages[hit.best]
+    start, end = first.start, passages[hit.last].end
+    return Quote(
+        text=texts[first.source][start:end],
+        source=first.source,
         start=start,
         end=end,
-        score=round(top, 4),
-        speaker=p.speaker,
-        section=p.section,
-        asked=p.asked,
-        title=titles.get(p.source, ""),
-        highlight_start=p.start,
-        highlight_end=p.end,
-        time=p.time,
+        score=round(hit.score, 4),
+        speaker=first.speaker,
+        section=first.section,
+        asked=first.asked,
+        title=titles.get(first.source, ""),
+        highlight_start=best.start,
+        highlight_end=best.end,
+        time=first.time,
+        role=first.role,
     )
-    return quote, set(chosen)
 
 
 def build(
@@ -98,18 +74,16 @@ def build(
     model: str = "",
     searched: str = "",
 ) -> Answer:
-    """The k best non-overlapping quotes, or, when not answered, only the closest one aside."""
-    scores = {h.passage: h.score for h in hits}
+    """The k best quotes that share no sentence, or, when not answered, only the closest one aside."""
     quotes: list[Quote] = []
     used: set[int] = set()
     for h in hits:
         if len(quotes) >= (k if answered else 1):
             break
-        if h.passage in used:
+        if used.intersection(h.rows()):
             continue
-        quote, covered = _quote(passages, h.passage, scores, texts, titles, used)
-        used |= covered
-        quotes.append(quote)
+        used.update(h.rows())
+        quotes.append(_quote(h, passages, texts, titles))
     if answered:
         return Answer(question, True, quotes, round(confidence, 4), None, model, searched or question)
     closest = quotes[0] if quotes else None

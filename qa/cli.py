@@ -50,16 +50,32 @@ def parser() -> argparse.ArgumentParser:
     _common(ask)
 
     ev = sub.add_parser("eval", help="hit@1/hit@3/MRR and refusal rates against baselines")
-    ev.add_argument("questions", type=Path, nargs="?", help="JSONL with question and gold")
+    ev.add_argument(
+        "questions",
+        type=Path,
+        nargs="?",
+        help="JSONL with question and gold; without it, every set of --suite",
+    )
+    ev.add_argument(
+        "--suite",
+        type=Path,
+        action="append",
+        help="a folder of eval sets, each over its own transcript (repeatable; default: "
+        "../shared/eval if present, and eval/)",
+    )
     ev.add_argument("--disliked", type=Path, help="the chat's feedback JSONL: recheck disliked answers")
     ev.add_argument("--oos", type=Path, help="JSONL of questions the interview does not answer")
     ev.add_argument("--k", type=int, default=3)
     ev.add_argument("--json", action="store_true")
     _common(ev)
 
-    cal = sub.add_parser("calibrate", help="fit the refusal threshold for a model")
-    cal.add_argument("questions", type=Path, nargs="+", help="JSONL files of in-scope questions")
-    cal.add_argument("--oos", type=Path, nargs="+", required=True, help="JSONL of off-topic ones")
+    cal = sub.add_parser("calibrate", help="fit the refusal threshold for a model on every eval set")
+    cal.add_argument(
+        "--suite",
+        type=Path,
+        action="append",
+        help="a folder of eval sets (repeatable; default: ../shared/eval if present, and eval/)",
+    )
     cal.add_argument("--write", action="store_true", help="store it in qa/calibration.json")
     _common(cal)
 
@@ -185,27 +201,45 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _suites(args: argparse.Namespace) -> list:
+    from qa import evaluate as ev
+
+    root = Path(__file__).resolve().parent.parent
+    folders = args.suite or [f for f in (root.parent / "shared" / "eval", root / "eval") if f.is_dir()]
+    sets = [s for folder in folders for s in ev.discover(folder, args.data)]
+    if not sets:
+        raise ValueError("no eval sets found: give a questions file or --suite FOLDER")
+    return sets
+
+
+def _suite_engines(args: argparse.Namespace, name: str | None, sets: list):
+    """One engine per transcript of the suite, each with an index folder of its own."""
+    import hashlib
+
+    from qa.engine import Engine
+
+    engines = {}
+    for s in sets:
+        key = str(Path(s.data).resolve())
+        if key not in engines:
+            slug = hashlib.sha256(key.encode()).hexdigest()[:12]
+            engines[key] = Engine(
+                s.data, args.index_dir / "eval" / slug, name, progress=False, log=lambda m: None
+            )
+    return lambda s: engines[str(Path(s.data).resolve())]
+
+
 def _eval(args: argparse.Namespace) -> int:
     from qa import evaluate as ev
-    from qa.engine import CALIBRATION
 
-    read = lambda paths: [r for p in paths for r in ev.read_jsonl(p)]  # noqa: E731
-    listed = lambda x: x if isinstance(x, list) else [x] if x else []  # noqa: E731
-    questions, off_topic = read(listed(args.questions)), read(listed(args.oos))
     disliked = getattr(args, "disliked", None)
-    if not questions and not disliked:
-        raise ValueError("give a questions file, --disliked FEEDBACK.jsonl, or both")
     names, rows = model_names(args.model), []
+    if args.command == "calibrate" or (args.questions is None and not disliked):
+        return _eval_suites(args, names)
+    questions = ev.read_jsonl(args.questions) if args.questions else []
+    off_topic = ev.read_jsonl(args.oos) if args.oos else []
     for n, name in enumerate(names):  # one model in memory at a time
         engine = _engine(argparse.Namespace(**{**vars(args), "model": name}), progress=False)
-        if args.command == "calibrate":
-            fit = ev.calibrate(engine, questions, off_topic)
-            print(json.dumps({engine.model_name: fit}, indent=1))
-            if args.write:
-                table = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
-                table[engine.model_name] = fit
-                CALIBRATION.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
-            continue
         if disliked:
             from qa.feedback import disliked_cases, recheck
 
@@ -218,11 +252,49 @@ def _eval(args: argparse.Namespace) -> int:
             if not questions:
                 continue
         scores = ev.evaluate(engine, questions, off_topic, args.k)
+        for s in scores:
+            s.set = args.questions.stem
         rows += [{"model": engine.model_name, **asdict(s)} for s in scores]
         if not args.json:
             print(f"{len(questions)} questions, {len(off_topic)} off-topic, k={args.k}, "
                   f"model {engine.model_name}")  # fmt: skip
             print(ev.table([s.row() for s in scores], ev.HEADER) + ("\n" if n < len(names) - 1 else ""))
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    return 0
+
+
+def _eval_suites(args: argparse.Namespace, names: list) -> int:
+    """Every set of the suites, qa beside both baselines; sets of one folder also pooled."""
+    from qa import evaluate as ev
+    from qa.engine import CALIBRATION
+
+    sets, rows = _suites(args), []
+    for n, name in enumerate(names):
+        engine_of = _suite_engines(args, name, sets)
+        model = engine_of(sets[0]).model_name
+        if args.command == "calibrate":
+            fit = ev.calibrate([(engine_of(s), s.questions, s.off_topic) for s in sets])
+            print(json.dumps({model: fit}, indent=1))
+            if args.write:
+                table = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
+                table[model] = fit
+                CALIBRATION.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+            continue
+        table, groups = [], {}
+        for s in sets:
+            scores = ev.evaluate(engine_of(s), s.questions, s.off_topic, args.k)
+            for x in scores:
+                x.set = s.name
+            groups.setdefault(ev.group(s.name), []).append(scores)
+            table += scores
+        for g, parts in groups.items():
+            if len(parts) > 1:
+                table += ev.pooled(parts, f"{g} (all {len(parts)})")
+        rows += [{"model": model, **asdict(s)} for s in table]
+        if not args.json:
+            print(f"model {model}, k={args.k}; refused: share of plainly off-topic questions refused")
+            print(ev.table([s.row() for s in table], ev.HEADER) + ("\n" if n < len(names) - 1 else ""))
     if args.command == "eval" and args.json:
         print(json.dumps(rows, indent=1))
     return 0

@@ -19,7 +19,7 @@ from embeddings import index as store
 from embeddings.model import Embedder
 from qa import answer as answers
 from qa.conversation import resolve
-from qa.retrieve import Hit, Ranker, dense_search
+from qa.retrieve import Hit, Query, Ranker, content_tokens, demote_seen, window_text, windows
 from qa.transcript import Transcript, TranscriptError, find_transcripts, parse, read_text
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -28,8 +28,6 @@ DEFAULT_INDEX_DIR = Path(os.environ.get("QA_INDEX_DIR", ".index"))
 CALIBRATION = Path(__file__).with_name("calibration.json")
 MAX_QUESTION_CHARS = 2000
 MAX_K = 20
-DENSE_CANDIDATES = 64
-SEEN_PENALTY = 0.2  # on our follow-ups: hit@1 0.50 -> 0.62, hit@3 0.88 -> 0.94
 FALLBACK_CALIBRATION = {"alpha": 0.3, "threshold": 0.55}
 
 
@@ -141,7 +139,7 @@ class Engine:
         self.passages = [p for t in self.transcripts.values() for p in t.passages]
         self.texts = {t.source: t.text for t in self.transcripts.values()}
         self.titles = {t.source: t.title for t in self.transcripts.values()}
-        self.ranker = Ranker(self.passages, self.vectors)
+        self.ranker = Ranker(self.passages, self.vectors, self.tokens, self.token_counts, self.index)
         self.calibration = load_calibration(self.embedder.name)
         if self.calibration is None:
             log(f"warning: no refusal calibration for {self.embedder.name}; using a generic one "
@@ -157,40 +155,51 @@ class Engine:
             if self.backend.has_files():
                 self.log(f"warning: rebuilding the index: {e}")
             old = None
-        old_rows = old.rows_of() if old else {}
+        old_parts = old.parts() if old else {}
         hashes = {k: store.sha256_bytes(t.text.encode("utf-8")) for k, t in self.transcripts.items()}
+        spans = {k: windows(t.passages) for k, t in self.transcripts.items()}
         report = self.report
         todo = []
         for key, t in self.transcripts.items():
             entry = old.files.get(key) if old else None
-            if entry and entry.sha256 == hashes[key] and entry.rows == len(t.passages):
+            if entry and (entry.sha256, entry.rows, entry.passages) == (hashes[key], len(spans[key]),
+                                                                       len(t.passages)):  # fmt: skip
                 report.unchanged.append(key)
             else:
                 (report.changed if entry else report.added).append(key)
                 todo.append(key)
         report.removed = sorted(set(old.files) - set(self.transcripts)) if old else []
-        texts = [p.text for key in todo for p in self.transcripts[key].passages]
+        texts = [window_text(self.transcripts[k].passages, w) for k in todo for w in spans[k]]
         if texts and progress:
             self.log(f"embedding {len(texts)} passages from {len(todo)} transcript(s)…")
-        fresh = self.embedder.encode(texts, progress=progress and len(texts) > 64)
+        fresh, fresh_tokens, _ = self.embedder.encode_tokens(texts, progress=progress and len(texts) > 64)
         dim = fresh.shape[1] if len(texts) else (old.dim if old else self.embedder.dim)
-        parts, offset, files = [], 0, {}
+        vectors, tokens, counts, files, offset = [], [], [], {}, 0
         for key, t in self.transcripts.items():
-            n = len(t.passages)
+            n = len(spans[key])
             if key in todo:
-                parts.append(fresh[offset : offset + n])
+                vectors.append(fresh[offset : offset + n])
+                singles = fresh_tokens[offset : offset + len(t.passages)]  # windows of one sentence
+                tokens += singles
+                counts.append(np.array([len(x) for x in singles], dtype=np.int32))
                 offset += n
             else:
-                a, b = old_rows[key]
-                parts.append(old.vectors[a:b])
-            files[key] = store.FileEntry(hashes[key], n)
-        self.vectors = np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+                v, tok, c = old_parts[key]
+                vectors.append(v)
+                tokens.append(tok)
+                counts.append(c)
+            files[key] = store.FileEntry(hashes[key], n, len(t.passages))
+        self.vectors = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
+        self.tokens = np.concatenate(tokens) if tokens else np.zeros((0, dim), np.float16)
+        self.token_counts = np.concatenate(counts) if counts else np.zeros(0, np.int32)
         self.index = self.backend.searchable(self.vectors)
         report.embedded_passages = len(texts)
         report.passages = len(self.vectors)
         if todo or report.removed or old is None:
             try:
-                self.backend.save(store.Stored(model, dim, files, self.vectors))
+                self.backend.save(
+                    store.Stored(model, dim, files, self.vectors, self.tokens, self.token_counts)
+                )
             except OSError as e:
                 report.saved = False
                 self.log(f"warning: cannot write the index to {self.backend} ({e.strerror or e}); "
@@ -204,22 +213,15 @@ class Engine:
     def speakers(self) -> list[str]:
         return sorted({p.speaker for p in self.passages})
 
-    def confidence(self, question: str, dense_top: float) -> float:
-        """How well the interview covers the question: best cosine plus word coverage."""
-        return dense_top + self.calibration["alpha"] * self.ranker.coverage(question)
+    def query(self, text: str) -> Query:
+        vectors, tokens, pieces = self.embedder.encode_tokens([text])
+        return Query(text, vectors[0], content_tokens(tokens[0].astype(np.float32), pieces[0]))
 
     def rank(self, question: str, allowed: np.ndarray | None = None) -> tuple[list[Hit], float]:
-        vector = self.embedder.encode([question])[0]
-        if allowed is None:
-            dense = dense_search(self.index, vector, DENSE_CANDIDATES)
-        else:
-            rows = np.flatnonzero(allowed)
-            sims = self.vectors[rows] @ vector
-            order = np.argsort(-sims)[:DENSE_CANDIDATES]
-            dense = [Hit(int(rows[i]), float(sims[i])) for i in order]
-        hits = self.ranker.rank(question, vector, dense, allowed)
-        dense_top = dense[0].score if dense else 0.0
-        return hits, self.confidence(question, dense_top)
+        """Ranked windows and the confidence that the transcripts address the question."""
+        query = self.query(question)
+        hits = self.ranker.rank(query, allowed)
+        return hits, self.ranker.confidence(query, self.calibration["alpha"], allowed)
 
     def ask(
         self, question: object, k: object = 3, source: str | None = None,
@@ -236,23 +238,13 @@ class Engine:
         query = resolve(question, earlier)
         hits, confidence = self.rank(query, allowed)
         if query != question:  # a follow-up: its asker has just read the answer to the one before
-            hits = self._demote_seen(hits, resolve(earlier[-1], earlier[:-1]), allowed)
+            shown, _ = self.rank(resolve(earlier[-1], earlier[:-1]), allowed)
+            hits = demote_seen(hits, shown[0]) if shown else hits
         answered = bool(hits) and confidence >= self.calibration["threshold"]
         return answers.build(
             question, hits, self.passages, self.texts, self.titles, k, answered, confidence,
             self.model_name, query,
         )  # fmt: skip
-
-    def _demote_seen(self, hits: list[Hit], previous: str, allowed: np.ndarray | None) -> list[Hit]:
-        """Rank the best quote of the previous answer lower: a follow-up asks for more."""
-        shown, _ = self.rank(previous, allowed)
-        if not shown:
-            return hits
-        best = answers.build(previous, shown, self.passages, self.texts, self.titles, 1, True, 0.0)
-        q = best.quotes[0]
-        seen = {i for i, p in enumerate(self.passages) if p.source == q.source and q.start <= p.start < q.end}
-        demoted = [Hit(h.passage, h.score - SEEN_PENALTY * (h.passage in seen)) for h in hits]
-        return sorted(demoted, key=lambda h: -h.score)
 
     def _filter(self, source: str | None, speaker: str | None) -> np.ndarray | None:
         if not source and not speaker:

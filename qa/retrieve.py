@@ -1,16 +1,16 @@
-"""Question -> ranked passages: dense similarity, BM25 and the interview's structure.
+"""Question -> ranked quotes: ALL ranking lives here, as pure functions of arrays built once.
 
-Everything here is a pure function of arrays built once per corpus; no model inside.
-A passage's score adds
-- its cosine similarity to the question (the sentence itself);
-- BM25 of the question against the sentence, the sentence with the question it answers, and the
-  whole exchange (question turn + answer turn), each divided by its best value for this question;
-- the cosine similarity of the question to the interviewer's question this passage answers
-  (the mean vector of that turn's sentences): a user's question often paraphrases it;
-- a penalty for the interviewer's own lines: users want the interviewee's words, and the
-  interviewer's question matches a user's question better than the answer does.
-Weights were tuned on the public eval set with a coarse grid and picked from the middle of the
-plateau, not its edge (README, "Retrieval").
+The unit ranked and quoted is a window of 1-3 adjacent sentences of one turn. Each candidate
+window gets three signals, each turned into a z-score over this question's candidate pool, so
+that no signal wins by its scale on one corpus, and the three are added with equal weights:
+- dense: the cosine of the question to the window, embedded as "Speaker: text";
+- late interaction (MaxSim, as in ColBERT, with no training): the mean over the question's content
+  tokens of their best cosine to any token of the window, from the same model's token vectors;
+- BM25 of the question against the window with its speaker, the question it answers and its
+  section headline, so that names, questions and headlines are searchable context.
+An interviewer's window is ranked PREFER_ANSWER lower: when the evidence is close, the
+interviewee's words win, but an answer only the interviewer's words hold still comes first.
+How these were chosen, and on which questions they were measured: README, "Retrieval".
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ from scipy import sparse
 
 from qa.transcript import QUESTION, Passage
 
-WEIGHTS = {"dense": 1.0, "asked": 0.4, "sentence": 0.5, "context": 0.15, "exchange": 0.25}
-INTERVIEWER_PENALTY = 0.8
-CANDIDATES = 64  # per signal; the union is scored in full
+MAX_SENTENCES = 3  # a window is 1 to this many adjacent sentences of one turn
+MAX_WINDOW_CHARS = 400  # a longer run of sentences is not one quote: its sentences still are
+CANDIDATES = 64  # per signal (dense, BM25); their union, with its single sentences, is scored
+PREFER_ANSWER = 0.3  # in z-units, taken off an interviewer's window
+SEEN_PENALTY = 0.5  # in z-units: a follow-up ranks the quote just shown this much lower
 STEM = 6  # prefix stemming: "intervenes", "intervention" -> "interv"
 
 STOPWORDS = frozenset(
@@ -43,9 +45,33 @@ STOPWORDS = frozenset(
 
 
 @dataclass(frozen=True)
+class Window:
+    """Passage rows first..last (inclusive) of one turn: one candidate quote."""
+
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
 class Hit:
-    passage: int  # position in the corpus' passages
+    """A ranked window and the sentence in it that answers best (`best`, a passage row)."""
+
+    first: int
+    last: int
+    best: int
     score: float
+
+    def rows(self) -> range:
+        return range(self.first, self.last + 1)
+
+
+@dataclass(frozen=True)
+class Query:
+    """A question as the model sees it: its vector, and its content tokens' unit vectors."""
+
+    text: str
+    vector: np.ndarray
+    tokens: np.ndarray
 
 
 def tokenize(text: str) -> list[str]:
@@ -56,14 +82,48 @@ def tokenize(text: str) -> list[str]:
     return [w[:STEM] for w in re.findall(r"\w+", text) if w not in STOPWORDS]
 
 
+def content_tokens(vectors: np.ndarray, pieces: Sequence[str]) -> np.ndarray:
+    """The token vectors of a question that carry meaning: word pieces that are not stopwords
+    or punctuation. All of them when none qualify, so that a question always has tokens."""
+    keep = [
+        i for i, p in enumerate(pieces) if (w := p.lstrip("#▁Ġ").lower()).isalnum() and w not in STOPWORDS
+    ]
+    return vectors[keep] if keep else vectors
+
+
+def windows(passages: Sequence[Passage]) -> list[Window]:
+    """Every run of 1..MAX_SENTENCES adjacent sentences of one turn, single sentences first and
+    in passage order, so that `windows(ps)[i]` is passage i alone."""
+    singles = [Window(i, i) for i in range(len(passages))]
+    longer = []
+    for size in range(2, MAX_SENTENCES + 1):
+        for i in range(len(passages) - size + 1):
+            a, b = passages[i], passages[i + size - 1]
+            if (a.source, a.turn) == (b.source, b.turn) and b.end - a.start <= MAX_WINDOW_CHARS:
+                longer.append(Window(i, i + size - 1))
+    return singles + longer
+
+
+def window_text(passages: Sequence[Passage], w: Window) -> str:
+    """What is embedded for a window: its speaker, then its sentences."""
+    text = " ".join(p.text for p in passages[w.first : w.last + 1])
+    speaker = passages[w.first].speaker
+    return f"{speaker}: {text}" if speaker else text
+
+
+def _context(passages: Sequence[Passage], w: Window) -> str:
+    p = passages[w.first]
+    return " ".join([p.speaker, p.asked, p.section, *(q.text for q in passages[w.first : w.last + 1])])
+
+
 class Bm25:
     """BM25 over a fixed list of documents, as a sparse doc x term matrix of term weights."""
 
     def __init__(self, docs: Sequence[str], k1: float = 1.2, b: float = 0.75) -> None:
-        tokens = [tokenize(d) for d in docs]
         self.vocab: dict[str, int] = {}
-        rows, cols, tfs = [], [], []
-        for i, toks in enumerate(tokens):
+        rows, cols, tfs, lengths = [], [], [], []
+        for i, doc in enumerate(docs):
+            toks = tokenize(doc)
             counts: dict[int, int] = {}
             for w in toks:
                 j = self.vocab.setdefault(w, len(self.vocab))
@@ -71,17 +131,18 @@ class Bm25:
             rows += [i] * len(counts)
             cols += list(counts)
             tfs += list(counts.values())
+            lengths.append(len(toks))
         n = max(len(docs), 1)
-        lengths = np.array([len(t) for t in tokens], dtype=np.float32)
-        avg = float(lengths.mean()) if len(lengths) and lengths.mean() > 0 else 1.0
-        df = np.bincount(np.array(cols, dtype=np.int64), minlength=len(self.vocab))
+        length = np.array(lengths, dtype=np.float32)
+        avg = float(length.mean()) if len(length) and length.mean() > 0 else 1.0
+        cols_a, rows_a = np.array(cols, dtype=np.int64), np.array(rows, dtype=np.int64)
+        df = np.bincount(cols_a, minlength=len(self.vocab))
         idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
         tf = np.array(tfs, dtype=np.float32)
-        norm = k1 * (1 - b + b * lengths[np.array(rows, dtype=np.int64)] / avg)
-        weights = idf[np.array(cols, dtype=np.int64)] * tf * (k1 + 1) / (tf + norm)
-        self.matrix = sparse.csc_matrix(
-            (weights, (rows, cols)), shape=(len(docs), len(self.vocab)), dtype=np.float32
-        )
+        norm = k1 * (1 - b + b * length[rows_a] / avg)
+        weights = idf[cols_a] * tf * (k1 + 1) / (tf + norm)
+        self.matrix = sparse.csc_matrix((weights, (rows_a, cols_a)), shape=(len(docs), len(self.vocab)),
+                                        dtype=np.float32)  # fmt: skip
         self.idf = idf
 
     def terms(self, query: str) -> list[int]:
@@ -94,9 +155,9 @@ class Bm25:
         return np.asarray(self.matrix[:, cols].sum(axis=1)).ravel()
 
 
-def _scaled(x: np.ndarray) -> np.ndarray:
-    top = float(x.max()) if len(x) else 0.0
-    return x / top if top > 0 else x
+def zscore(x: np.ndarray) -> np.ndarray:
+    sd = float(x.std()) if len(x) else 0.0
+    return (x - x.mean()) / sd if sd > 1e-9 else np.zeros_like(x)
 
 
 def _top(x: np.ndarray, n: int) -> np.ndarray:
@@ -105,71 +166,91 @@ def _top(x: np.ndarray, n: int) -> np.ndarray:
     return np.argpartition(-x, n)[:n]
 
 
+def dense_search(index, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """Nearest rows by cosine, as (row, score): the index holds unit vectors."""
+    if index.ntotal == 0 or k <= 0:
+        return []
+    scores, rows = index.search(query_vector.reshape(1, -1).astype(np.float32), min(k, index.ntotal))
+    return [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
+
+
 class Ranker:
-    """The lexical indexes and structure of a list of passages, built once."""
+    """Windows of a list of passages with their vectors, token vectors and lexical index.
 
-    def __init__(self, passages: Sequence[Passage], vectors: np.ndarray) -> None:
-        self.passages = list(passages)
-        self.vectors = vectors
-        by_turn: dict[tuple[str, int], list[str]] = {}
-        for p in self.passages:
-            by_turn.setdefault((p.source, p.turn), []).append(p.text)
-        turn_text = {key: " ".join(texts) for key, texts in by_turn.items()}
-        self.sentence = Bm25([p.text for p in self.passages])
-        self.context = Bm25([f"{p.asked} {p.text}" for p in self.passages])
-        self.exchange = Bm25([f"{p.asked} {turn_text[(p.source, p.turn)]}" for p in self.passages])
-        self.interviewer = np.array([p.role == QUESTION for p in self.passages], dtype=bool)
-        self.asked_vectors, self.asked_row = self._asked(vectors)
+    `vectors[i]` embeds `windows[i]`; `tokens` holds each passage's token vectors in passage
+    order, `token_counts[j]` of them for passage j."""
 
-    def _asked(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One vector per question turn, and for each passage the row of the question it
-        answers (an interviewer's passage points at its own turn)."""
-        turns: dict[tuple[str, int], list[int]] = {}
-        for i, p in enumerate(self.passages):
-            turns.setdefault((p.source, p.turn), []).append(i)
-        rows, out, current, source = [], np.zeros(len(self.passages), dtype=np.int64), -1, None
-        for (turn_source, _), members in turns.items():
-            if self.passages[members[0]].role == QUESTION or turn_source != source:
-                source = turn_source
-                mean = vectors[members].mean(axis=0)
-                rows.append(mean / (np.linalg.norm(mean) or 1.0))
-                current = len(rows) - 1
-            out[members] = current
-        dim = vectors.shape[1] if vectors.ndim == 2 else 0
-        matrix = np.array(rows, dtype=np.float32) if rows else np.zeros((0, dim), np.float32)
-        return matrix, out
-
-    def lexical(self, question: str) -> np.ndarray:
-        return (
-            WEIGHTS["sentence"] * _scaled(self.sentence.scores(question))
-            + WEIGHTS["context"] * _scaled(self.context.scores(question))
-            + WEIGHTS["exchange"] * _scaled(self.exchange.scores(question))
-        )
-
-    def rank(
+    def __init__(
         self,
-        question: str,
-        query_vector: np.ndarray,
-        dense_hits: Sequence[Hit],
-        allowed: np.ndarray | None = None,
-    ) -> list[Hit]:
-        """All candidate passages, best first. dense_hits come from the vector index."""
-        lexical = self.lexical(question)
+        passages: Sequence[Passage],
+        vectors: np.ndarray,
+        tokens: np.ndarray,
+        token_counts: np.ndarray,
+        index=None,
+    ) -> None:
+        self.passages = list(passages)
+        self.windows = windows(self.passages)
+        if len(vectors) != len(self.windows):
+            raise ValueError(f"{len(vectors)} vectors for {len(self.windows)} windows")
+        self.vectors, self.index = vectors, index
+        self.first = np.array([w.first for w in self.windows], dtype=np.int64)
+        self.last = np.array([w.last for w in self.windows], dtype=np.int64)
+        self.tokens = tokens
+        self.token_start = np.concatenate([[0], np.cumsum(token_counts)]).astype(np.int64)
+        self.lexical = Bm25([_context(self.passages, w) for w in self.windows])
+        self.sentence = Bm25([p.text for p in self.passages])  # word coverage and the baseline
+        self.asker = np.array([self.passages[w.first].role == QUESTION for w in self.windows], dtype=bool)
+
+    def dense(self, vector: np.ndarray, allowed: np.ndarray | None, k: int) -> list[tuple[int, float]]:
+        if allowed is None and self.index is not None:
+            return dense_search(self.index, vector, k)
+        rows = np.arange(len(self.windows)) if allowed is None else np.flatnonzero(allowed)
+        sims = self.vectors[rows] @ vector
+        order = np.argsort(-sims, kind="stable")[:k]
+        return [(int(rows[i]), float(sims[i])) for i in order]
+
+    def maxsim(self, query_tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Per window row: mean over query tokens of the best cosine to any of its tokens."""
+        sentences = np.unique(np.concatenate([np.arange(self.first[r], self.last[r] + 1) for r in rows]))
+        counts = self.token_start[sentences + 1] - self.token_start[sentences]
+        sentences, counts = sentences[counts > 0], counts[counts > 0]
+        best = np.full((len(self.passages), len(query_tokens)), -1.0, dtype=np.float32)
+        if len(sentences):
+            take = np.concatenate(
+                [np.arange(self.token_start[s], self.token_start[s + 1]) for s in sentences]
+            )
+            sims = self.tokens[take].astype(np.float32) @ query_tokens.T.astype(np.float32)
+            best[sentences] = np.maximum.reduceat(sims, np.concatenate([[0], np.cumsum(counts)[:-1]]), axis=0)
+        return np.array([best[self.first[r] : self.last[r] + 1].max(axis=0).mean() for r in rows], np.float32)
+
+    def rank(self, query: Query, allowed: np.ndarray | None = None, pool: int = CANDIDATES) -> list[Hit]:
+        """Candidate windows, best first. `allowed` masks passages (a filter by file or speaker)."""
+        if allowed is not None:
+            allowed = allowed[self.first] & allowed[self.last]
+        lexical = self.lexical.scores(query.text)
         if allowed is not None:
             lexical = np.where(allowed, lexical, -np.inf)
-        candidates = {h.passage for h in dense_hits}
-        candidates.update(int(i) for i in _top(lexical, CANDIDATES) if lexical[i] > 0)
-        if allowed is not None:
-            candidates = {i for i in candidates if allowed[i]}
+        candidates = {r for r, _ in self.dense(query.vector, allowed, pool)}
+        candidates.update(int(i) for i in _top(lexical, pool) if lexical[i] > 0)
         if not candidates:
             return []
-        idx = np.fromiter(candidates, dtype=np.int64)
-        dense = self.vectors[idx] @ query_vector
-        asked = (self.asked_vectors @ query_vector)[self.asked_row[idx]]
-        score = WEIGHTS["dense"] * dense + WEIGHTS["asked"] * asked + lexical[idx]
-        score -= INTERVIEWER_PENALTY * self.interviewer[idx]
-        order = np.argsort(-score, kind="stable")
-        return [Hit(int(idx[i]), float(score[i])) for i in order]
+        # Every sentence of a candidate is scored alone too: that is how the highlight is chosen.
+        singles = {int(s) for r in candidates for s in range(self.first[r], self.last[r] + 1)}
+        rows = np.array(sorted(candidates | singles), dtype=np.int64)
+        score = (
+            zscore(self.vectors[rows] @ query.vector)
+            + zscore(self.maxsim(query.tokens, rows))
+            + zscore(lexical[rows])
+            - PREFER_ANSWER * self.asker[rows]
+        )
+        alone = {int(r): float(s) for r, s in zip(rows, score, strict=True) if self.first[r] == self.last[r]}
+        hits = []
+        for r, s in zip(rows, score, strict=True):
+            a, b = int(self.first[r]), int(self.last[r])
+            best = max(range(a, b + 1), key=lambda i: alone.get(i, -np.inf))
+            hits.append(Hit(a, b, best, float(s)))
+        hits.sort(key=lambda h: (-h.score, h.first, h.last))
+        return hits
 
     def coverage(self, question: str) -> float:
         """Share of the question's words (weighted by rarity) that the corpus contains at all."""
@@ -183,10 +264,14 @@ class Ranker:
         found = sum(self.sentence.idf[j] for j in known if j is not None)
         return float(found / total) if total > 0 else 0.0
 
+    def confidence(self, query: Query, alpha: float, allowed: np.ndarray | None = None) -> float:
+        """How well the transcripts cover the question: the best window cosine plus word coverage."""
+        top = self.dense(query.vector, allowed, 1)
+        return (top[0][1] if top else 0.0) + alpha * self.coverage(query.text)
 
-def dense_search(index, query_vector: np.ndarray, k: int) -> list[Hit]:
-    """Nearest passages by cosine: the FAISS index holds unit vectors, row = passage position."""
-    if index.ntotal == 0 or k <= 0:
-        return []
-    scores, rows = index.search(query_vector.reshape(1, -1).astype(np.float32), min(k, index.ntotal))
-    return [Hit(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
+
+def demote_seen(hits: Sequence[Hit], shown: Hit) -> list[Hit]:
+    """A follow-up asks for more: windows sharing a sentence with the quote just shown go lower."""
+    seen = set(shown.rows())
+    out = [Hit(h.first, h.last, h.best, h.score - SEEN_PENALTY * bool(seen & set(h.rows()))) for h in hits]
+    return sorted(out, key=lambda h: (-h.score, h.first, h.last))

@@ -17,7 +17,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-QUESTION, ANSWER = "question", "answer"
+QUESTION, ANSWER, TITLE = "question", "answer", "title"
+TITLE_SPEAKER = "Title"  # who "says" the title line: it is quotable, and searched like any line
 SUFFIXES = (".txt", ".md", ".vtt", ".srt")
 
 
@@ -186,10 +187,9 @@ def parse(text: str, source: str) -> Transcript:
         raise TranscriptError(f"{source}: transcript is empty")
     if _CUE_TIME.search(text):
         title, raw = _subtitle_turns(text)
-        if not raw:
+        if not any(t.role != TITLE for t in raw):
             raise TranscriptError(f"{source}: subtitle file with no cue text")
-        if not any(t.role == ANSWER for t in raw):
-            raise TranscriptError(f"{source}: no answers found, only questions")
+        assign_roles(raw, text)
         return _build(text, source, title, raw)
     dash = sum(1 for ln in lines if _DASH.match(ln.text))
     qa = sum(1 for ln in lines if _QA.match(ln.text))
@@ -200,24 +200,30 @@ def parse(text: str, source: str) -> Transcript:
         title, raw = _labelled_turns(lines, qa_labels=True)
     elif labelled >= 2:
         title, raw = _labelled_turns(lines, qa_labels=False)
+        assign_roles(raw, text)
     else:
         raise TranscriptError(
             f"{source}: no interview turns found; expected lines starting with '- ', 'Name: ' or 'Q:'/'A:'"
         )
-    if not any(t.role == ANSWER for t in raw):
-        raise TranscriptError(f"{source}: no answers found, only questions")
+    if not any(t.role == ANSWER for t in raw):  # only questions: quote them as what was said
+        for t in raw:
+            t.role = ANSWER if t.role == QUESTION else t.role
     return _build(text, source, title, raw)
 
 
+def _title_turn(line: _Line) -> _RawTurn:
+    """The title line as a turn of its own: what the transcript is, who speaks, for whom."""
+    skip = len(line.text) - len(_h1(line)) if _h1(line) else 0
+    return _RawTurn(TITLE_SPEAKER, TITLE, "", [(line.start + skip, line.end)])
+
+
 def _dash_turns(lines: list[_Line]) -> tuple[str, list[_RawTurn]]:
-    title = ""
+    title, raw = "", []
     first = lines[0]
-    if _h1(first):
-        title, lines = _h1(first), lines[1:]
-    elif not _DASH.match(first.text) and _headline(first) is None:
-        title, lines = first.text, lines[1:]
+    if _h1(first) or (not _DASH.match(first.text) and _headline(first) is None):
+        title, lines, raw = _h1(first) or first.text, lines[1:], [_title_turn(first)]
     interviewer, interviewee = speakers_from_title(title)
-    section, raw, in_section = "", [], 0
+    section, in_section = "", 0
     for ln in lines:
         head = _headline(ln)
         m = _DASH.match(ln.text)
@@ -228,7 +234,7 @@ def _dash_turns(lines: list[_Line]) -> tuple[str, list[_RawTurn]]:
             speaker = interviewer if role == QUESTION else interviewee
             raw.append(_RawTurn(speaker, role, section, [(ln.start + m.end(), ln.end)]))
             in_section += 1
-        elif raw and raw[-1].section == section:
+        elif raw and raw[-1].section == section and raw[-1].role != TITLE:
             raw[-1].paragraphs.append((ln.start, ln.end))
         # Text before the first turn of the file is preamble: not a turn, not quoted.
     return title, raw
@@ -238,17 +244,16 @@ def _labelled_turns(lines: list[_Line], qa_labels: bool) -> tuple[str, list[_Raw
     pattern = _QA if qa_labels else _LABEL
     title, section, raw = "", "", []
     first_label = next(i for i, ln in enumerate(lines) if pattern.match(ln.text))
-    if first_label > 0 and _h1(lines[0]):
-        title = _h1(lines[0])
-    elif first_label > 0 and _headline(lines[0]) is None:
-        title = lines[0].text
+    if first_label > 0 and (_h1(lines[0]) or _headline(lines[0]) is None):
+        title = _h1(lines[0]) or lines[0].text
     elif first_label == 0 and not qa_labels:
         # "Show name: episode title" on the first line is a title when that label never speaks again.
         labels = [m.group("label") for ln in lines if (m := pattern.match(ln.text))]
         if labels.count(labels[0]) == 1 and len(labels) >= 3:
             title = lines[0].text
+    if title:
+        raw.append(_title_turn(lines[0]))
     interviewer_name, interviewee_name = speakers_from_title(title)
-    interviewer = None  # the first speaker, unless a label says who asks
     for ln in lines[1 if title else 0 :]:
         body = _TIMESTAMP.sub("", ln.text, count=1)
         offset = ln.start + (len(ln.text) - len(body))
@@ -262,15 +267,53 @@ def _labelled_turns(lines: list[_Line], qa_labels: bool) -> tuple[str, list[_Raw
                 asks = label[0].lower() == "q"
                 speaker = interviewer_name if asks else interviewee_name
             else:
-                if interviewer is None:
-                    interviewer = label
-                asks = label.lower() in _INTERVIEWER_NAMES or label == interviewer
-                speaker = label
-            role = QUESTION if asks else ANSWER
-            raw.append(_RawTurn(speaker, role, section, [(offset + m.end(), ln.end)]))
-        elif raw:
+                asks, speaker = False, label
+            raw.append(_RawTurn(speaker, QUESTION if asks else ANSWER, section, [(offset + m.end(), ln.end)]))
+        elif raw and raw[-1].role != TITLE:
             raw[-1].paragraphs.append((ln.start, ln.end))
-    return title, [t for t in raw if any(e > s for s, e in t.paragraphs)]
+    raw = [t for t in raw if any(e > s for s, e in t.paragraphs)]
+    return title, raw
+
+
+# --- roles ---------------------------------------------------------------------------------
+
+_INTERROGATIVE = re.compile(
+    r"^(?:who|whom|whose|what|when|where|why|how|which|is|are|was|were|do|does|did|can|could|will|"
+    r"would|should|has|have|had|may|might|shall|tell us|tell me|let me ask|i would like to ask|"
+    r"i'd like to ask)\b",
+    re.IGNORECASE,
+)
+ASKER_SHARE = 0.6  # an asker: at least this share of their turns are questions,
+ASKER_TURNS = 0.2  # askers together speak at least this share of the turns,
+OTHERS_SHARE = 0.3  # and the others ask less than this share of theirs
+
+
+def _asks(text: str) -> bool:
+    """A turn that asks: it ends a sentence with "?" or opens like a question."""
+    return "?" in text or bool(_INTERROGATIVE.match(text.lstrip("-–—\"“'( ")))
+
+
+def assign_roles(turns: list[_RawTurn], text: str) -> None:
+    """The interviewer is whoever asks, read from the text, never whoever speaks first.
+
+    A label such as Interviewer, Host, Q or Moderator names the asker. Without one, askers are
+    speakers most of whose turns are questions, who speak a good share of the turns, while the
+    others mostly do not ask. One speaker, or nobody who mostly asks (a lecture, a drama), means
+    every turn is an answer."""
+    spoken = [t for t in turns if t.role != TITLE]
+    names = {t.speaker for t in spoken}
+    askers = {n for n in names if n.lower().strip(" .") in _INTERVIEWER_NAMES}
+    if not askers and len(names) > 1:
+        asks: dict[str, list[bool]] = {}
+        for t in spoken:
+            asks.setdefault(t.speaker, []).append(_asks(" ".join(text[a:b] for a, b in t.paragraphs)))
+        askers = {n for n, v in asks.items() if sum(v) >= ASKER_SHARE * len(v)}
+        theirs = [x for n in askers for x in asks[n]]
+        others = [x for n, v in asks.items() if n not in askers for x in v]
+        if len(theirs) < ASKER_TURNS * len(spoken) or not others or sum(others) >= OTHERS_SHARE * len(others):
+            askers = set()
+    for t in spoken:
+        t.role = QUESTION if t.speaker in askers and len(askers) < len(names) else ANSWER
 
 
 # --- subtitles -----------------------------------------------------------------------------
@@ -292,7 +335,6 @@ def _clock(stamp: str) -> str:
 def _subtitle_turns(text: str) -> tuple[str, list[_RawTurn]]:
     """Cues -> turns: consecutive cues of one speaker form a turn, each cue a paragraph."""
     raw: list[_RawTurn] = []
-    interviewer = None
     speaker = "Speaker"
     for cue in _CUE_TIME.finditer(text):
         time = _clock(cue.group("start"))
@@ -311,18 +353,17 @@ def _subtitle_turns(text: str) -> tuple[str, list[_RawTurn]]:
                 b = body_start + ln.start + close
             if not _TAG.sub("", text[a:b]).strip():
                 continue
-            if interviewer is None:
-                interviewer = speaker
-            role = QUESTION if speaker == interviewer or speaker.lower() in _INTERVIEWER_NAMES else ANSWER
             if raw and raw[-1].speaker == speaker:
                 raw[-1].paragraphs.append((a, b))
                 raw[-1].times.append(time)
             else:
-                raw.append(_RawTurn(speaker, role, "", [(a, b)], [time]))
+                raw.append(_RawTurn(speaker, ANSWER, "", [(a, b)], [time]))
     title = ""
     header = re.match(r"\ufeff?WEBVTT[ \t]*(?:-[ \t]*)?(?P<title>[^\r\n]*)", text)
-    if header:
+    if header and header.group("title").strip():
         title = header.group("title").strip()
+        a = header.start("title")
+        raw.insert(0, _RawTurn(TITLE_SPEAKER, TITLE, "", [(a, a + len(title))], [""]))
     return title, raw
 
 
@@ -360,7 +401,8 @@ def sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
 def _build(text: str, source: str, title: str, raw: list[_RawTurn]) -> Transcript:
     turns: list[Turn] = []
     passages: list[Passage] = []
-    last_question = ""
+    last_question, previous, previous_text = "", None, ""
+    interviewed = any(t.role == QUESTION for t in raw)
     for raw_turn in raw:
         role = raw_turn.role
         times = raw_turn.times or [""] * len(raw_turn.paragraphs)
@@ -374,7 +416,12 @@ def _build(text: str, source: str, title: str, raw: list[_RawTurn]) -> Transcrip
         turn_text = " ".join(text[a:b] for a, b in raw_turn.paragraphs)
         if role == QUESTION:
             last_question = turn_text
+        elif role == ANSWER and not interviewed:
+            # No interviewer: a turn replies to the line before it when that line asks.
+            asks = previous and previous.speaker != raw_turn.speaker and previous.role == ANSWER
+            last_question = previous_text if asks and _asks(previous_text) else ""
         asked = last_question if role == ANSWER else ""
+        previous, previous_text = raw_turn, turn_text
         first = len(passages)
         for (a, b), time in timed:
             passages.append(

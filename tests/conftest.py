@@ -52,6 +52,15 @@ class FakeEmbedder:
         return out
 
 
+    def encode_tokens(self, texts, batch_size: int = 64, progress: bool = False):
+        """Text vectors as `encode`, and one unit vector per word as its token vectors."""
+        vectors = self.encode(texts)
+        pieces = [text.lower().split() or ["<empty>"] for text in texts]
+        tokens = [np.array([self._word(w) / np.linalg.norm(self._word(w)) for w in words], np.float16)
+                  for words in pieces]  # fmt: skip
+        return vectors, tokens, pieces
+
+
 @pytest.fixture
 def fake_embedder() -> FakeEmbedder:
     return FakeEmbedder()

@@ -16,7 +16,7 @@ def test_follow_ups_are_recognized(question):
 
 
 def test_questions_that_stand_alone_are_not_follow_ups():
-    standalone = [q["question"] for q in ev.read_jsonl(ROOT / "eval" / "dev_questions.jsonl")]
+    standalone = [q["question"] for q in ev.read_jsonl(ROOT / "eval" / "dev.jsonl")]
     public = SHARED / "eval" / "questions.jsonl"
     if public.exists():
         standalone += [q["question"] for q in ev.read_jsonl(public)]
