@@ -20,7 +20,7 @@ from embeddings.model import Embedder
 from qa import answer as answers
 from qa.conversation import resolve
 from qa.retrieve import Hit, Query, Ranker, content_tokens, demote_seen, window_text, windows
-from qa.transcript import Transcript, TranscriptError, find_transcripts, parse, read_text
+from qa.transcript import TITLE, Transcript, TranscriptError, find_transcripts, parse, read_text
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = PROJECT / "data"
@@ -211,7 +211,7 @@ class Engine:
 
     @property
     def speakers(self) -> list[str]:
-        return sorted({p.speaker for p in self.passages})
+        return sorted({p.speaker for p in self.passages if p.role != TITLE})
 
     def query(self, text: str) -> Query:
         vectors, tokens, pieces = self.embedder.encode_tokens([text])

@@ -160,6 +160,8 @@ def calibrate(sets: Sequence[tuple[Engine, list[dict], list[dict]]]) -> dict[str
     """
     feats_in = [[_features(e, q["question"]) for q in qs] for e, qs, _ in sets if qs]
     feats_out = [_features(e, q["question"]) for e, _, oos in sets for q in oos if not q.get("hard")]
+    if not feats_in or not feats_out:
+        raise ValueError("calibration needs in-scope questions and plainly off-topic ones")
     best = None
     for alpha in np.round(np.arange(0.0, 1.01, 0.05), 2):
         s_in = [[d + alpha * c for d, c in f] for f in feats_in]
@@ -220,7 +222,8 @@ def group(name: str) -> str:
 
 
 def pooled(parts: Sequence[list[Scores]], name: str) -> list[Scores]:
-    """Scores of several sets as one, weighted by their question counts (`counts` per part)."""
+    """Scores of several sets as one, weighted by their question counts; the refusal rate is left
+    out, as the sets' off-topic questions differ."""
     out = []
     for rows in zip(*parts, strict=True):
         weights = np.array([r.n for r in rows], dtype=float)
@@ -230,6 +233,6 @@ def pooled(parts: Sequence[list[Scores]], name: str) -> list[Scores]:
             return None if None in values else float(np.dot(values, w) / max(w.sum(), 1))
 
         out.append(Scores(rows[0].name, mean("hit1"), mean("hit3"), mean("mrr"), mean("answered"),
-                          rows[0].refused, mean("quote_chars"), float(np.median([r.p50_ms for r in rows])),
+                          None, mean("quote_chars"), float(np.median([r.p50_ms for r in rows])),
                           int(weights.sum()), name))  # fmt: skip
     return out

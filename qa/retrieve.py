@@ -29,6 +29,7 @@ from qa.transcript import QUESTION, Passage
 MAX_SENTENCES = 3  # a window is 1 to this many adjacent sentences of one turn
 MAX_WINDOW_CHARS = 400  # a longer run of sentences is not one quote: its sentences still are
 CANDIDATES = 64  # per signal (dense, BM25); their union, with its single sentences, is scored
+WEIGHTS = {"dense": 1.0, "maxsim": 1.0, "lexical": 1.0}  # of the z-scores: equal, see README
 PREFER_ANSWER = 0.3  # in z-units, taken off an interviewer's window
 SEEN_PENALTY = 0.5  # in z-units: a follow-up ranks the quote just shown this much lower
 STEM = 6  # prefix stemming: "intervenes", "intervention" -> "interv"
@@ -92,16 +93,22 @@ def content_tokens(vectors: np.ndarray, pieces: Sequence[str]) -> np.ndarray:
 
 
 def windows(passages: Sequence[Passage]) -> list[Window]:
-    """Every run of 1..MAX_SENTENCES adjacent sentences of one turn, single sentences first and
-    in passage order, so that `windows(ps)[i]` is passage i alone."""
-    singles = [Window(i, i) for i in range(len(passages))]
-    longer = []
-    for size in range(2, MAX_SENTENCES + 1):
-        for i in range(len(passages) - size + 1):
-            a, b = passages[i], passages[i + size - 1]
-            if (a.source, a.turn) == (b.source, b.turn) and b.end - a.start <= MAX_WINDOW_CHARS:
-                longer.append(Window(i, i + size - 1))
-    return singles + longer
+    """Every run of 1..MAX_SENTENCES adjacent sentences of one turn (and of one subtitle cue),
+    file by file: a file's single sentences in order, then its longer runs. Rows of one file stay
+    together, so that a file's vectors are stored and reused as one block."""
+    out: list[Window] = []
+    start = 0
+    for end in range(1, len(passages) + 1):
+        if end < len(passages) and passages[end].source == passages[start].source:
+            continue
+        out += [Window(i, i) for i in range(start, end)]
+        for size in range(2, MAX_SENTENCES + 1):
+            for i in range(start, end - size + 1):
+                a, b = passages[i], passages[i + size - 1]
+                if (a.turn, a.time) == (b.turn, b.time) and b.end - a.start <= MAX_WINDOW_CHARS:
+                    out.append(Window(i, i + size - 1))
+        start = end
+    return out
 
 
 def window_text(passages: Sequence[Passage], w: Window) -> str:
@@ -195,13 +202,19 @@ class Ranker:
         self.vectors, self.index = vectors, index
         self.first = np.array([w.first for w in self.windows], dtype=np.int64)
         self.last = np.array([w.last for w in self.windows], dtype=np.int64)
+        self.single = np.flatnonzero(self.first == self.last)  # passage i alone is row single[i]
         self.tokens = tokens
         self.token_start = np.concatenate([[0], np.cumsum(token_counts)]).astype(np.int64)
         self.lexical = Bm25([_context(self.passages, w) for w in self.windows])
         self.sentence = Bm25([p.text for p in self.passages])  # word coverage and the baseline
         self.asker = np.array([self.passages[w.first].role == QUESTION for w in self.windows], dtype=bool)
 
+    def _windows_of(self, allowed: np.ndarray | None) -> np.ndarray | None:
+        """A mask over passages as a mask over windows: all of a window's sentences allowed."""
+        return None if allowed is None else allowed[self.first] & allowed[self.last]
+
     def dense(self, vector: np.ndarray, allowed: np.ndarray | None, k: int) -> list[tuple[int, float]]:
+        """The k windows nearest by cosine, among the allowed windows if a mask is given."""
         if allowed is None and self.index is not None:
             return dense_search(self.index, vector, k)
         rows = np.arange(len(self.windows)) if allowed is None else np.flatnonzero(allowed)
@@ -225,22 +238,21 @@ class Ranker:
 
     def rank(self, query: Query, allowed: np.ndarray | None = None, pool: int = CANDIDATES) -> list[Hit]:
         """Candidate windows, best first. `allowed` masks passages (a filter by file or speaker)."""
-        if allowed is not None:
-            allowed = allowed[self.first] & allowed[self.last]
+        allowed = self._windows_of(allowed)
         lexical = self.lexical.scores(query.text)
         if allowed is not None:
-            lexical = np.where(allowed, lexical, -np.inf)
+            lexical = np.where(allowed, lexical, 0.0)
         candidates = {r for r, _ in self.dense(query.vector, allowed, pool)}
         candidates.update(int(i) for i in _top(lexical, pool) if lexical[i] > 0)
         if not candidates:
             return []
         # Every sentence of a candidate is scored alone too: that is how the highlight is chosen.
-        singles = {int(s) for r in candidates for s in range(self.first[r], self.last[r] + 1)}
+        singles = {int(self.single[s]) for r in candidates for s in range(self.first[r], self.last[r] + 1)}
         rows = np.array(sorted(candidates | singles), dtype=np.int64)
         score = (
-            zscore(self.vectors[rows] @ query.vector)
-            + zscore(self.maxsim(query.tokens, rows))
-            + zscore(lexical[rows])
+            WEIGHTS["dense"] * zscore(self.vectors[rows] @ query.vector)
+            + WEIGHTS["maxsim"] * zscore(self.maxsim(query.tokens, rows))
+            + WEIGHTS["lexical"] * zscore(lexical[rows])
             - PREFER_ANSWER * self.asker[rows]
         )
         alone = {int(r): float(s) for r, s in zip(rows, score, strict=True) if self.first[r] == self.last[r]}
@@ -266,7 +278,7 @@ class Ranker:
 
     def confidence(self, query: Query, alpha: float, allowed: np.ndarray | None = None) -> float:
         """How well the transcripts cover the question: the best window cosine plus word coverage."""
-        top = self.dense(query.vector, allowed, 1)
+        top = self.dense(query.vector, self._windows_of(allowed), 1)
         return (top[0][1] if top else 0.0) + alpha * self.coverage(query.text)
 
 

@@ -51,7 +51,6 @@ class FakeEmbedder:
             out[i] /= np.linalg.norm(out[i]) or 1.0
         return out
 
-
     def encode_tokens(self, texts, batch_size: int = 64, progress: bool = False):
         """Text vectors as `encode`, and one unit vector per word as its token vectors."""
         vectors = self.encode(texts)

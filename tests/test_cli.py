@@ -86,8 +86,10 @@ def test_eval_prints_project_and_baselines(tmp_path):
         str(SHARED / "eval" / "out_of_scope.jsonl"),
     )
     assert r.returncode == 0, r.stderr
-    names = [line.split()[0] for line in r.stdout.splitlines()[3:]]
-    assert names == ["qa", "bm25", "dense"]
+    rows = [line.split() for line in r.stdout.splitlines()[3:]]
+    assert [row[2] for row in rows] == ["qa", "bm25", "dense"]
+    n = len((SHARED / "eval" / "questions.jsonl").read_text().splitlines())
+    assert all(row[:2] == ["questions", str(n)] for row in rows)
     assert "hit@1" in r.stdout and "refused" in r.stdout
 
 
@@ -110,4 +112,64 @@ def test_eval_rechecks_disliked_answers(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "1 disliked answers; 1 still give the disliked quote first" in r.stdout
     assert "[same] Is NATO a party to this war?" in r.stdout
-    assert run(tmp_path, "eval").returncode == 2
+    (tmp_path / "empty").mkdir()
+    r = run(tmp_path, "eval", "--suite", str(tmp_path / "empty"))
+    assert r.returncode == 2 and "no eval sets found" in r.stderr
+
+
+SCENES = {
+    "a": (
+        "Monica: Who ate the last cookie?\nJoey: I did. I was hungry after the gym.\n"
+        "Monica: You ate all of them?\nJoey: Only twelve. The box was small.\n",
+        {"question": "Why did Joey eat the cookie?", "gold": ["I was hungry after the gym."]},
+    ),
+    "b": (
+        "Ross: Where is my dinosaur book?\nRachel: I lent it to my cousin in Ohio.\n"
+        "Ross: When will she give it back?\nRachel: She flies home next Tuesday.\n",
+        {"question": "Who has the dinosaur book?", "gold": ["I lent it to my cousin in Ohio."]},
+    ),
+}
+
+
+def suite(tmp_path):
+    """Two interview questions with their off-topic ones, and two scenes each with its question."""
+    folder = tmp_path / "suite"
+    (folder / "scenes").mkdir(parents=True)
+    dev = (ROOT / "eval" / "dev.jsonl").read_text(encoding="utf-8").splitlines()[:2]
+    off = (ROOT / "eval" / "dev_out_of_scope.jsonl").read_text(encoding="utf-8").splitlines()[:2]
+    (folder / "dev.jsonl").write_text("\n".join(dev) + "\n", encoding="utf-8")
+    (folder / "dev_out_of_scope.jsonl").write_text("\n".join(off) + "\n", encoding="utf-8")
+    for name, (text, question) in SCENES.items():
+        (folder / "scenes" / f"{name}.txt").write_text(text, encoding="utf-8")
+        (folder / "scenes" / f"{name}.jsonl").write_text(json.dumps(question) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_eval_runs_every_set_of_a_suite_and_pools_a_folder(tmp_path):
+    r = run(tmp_path, "eval", "--suite", str(suite(tmp_path)), "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    sets = ["dev", "scenes/a", "scenes/b", "scenes (all 2)"]
+    assert [(x["set"], x["name"]) for x in rows] == [(s, n) for s in sets for n in ("qa", "bm25", "dense")]
+    assert {x["set"]: x["n"] for x in rows} == {"dev": 2, "scenes/a": 1, "scenes/b": 1, "scenes (all 2)": 2}
+    qa = {x["set"]: x for x in rows if x["name"] == "qa"}
+    assert qa["dev"]["refused"] is not None and qa["scenes/a"]["refused"] is None
+    # Each scene is asked of its own transcript, so its one answer is there to find.
+    assert qa["scenes/a"]["hit3"] == qa["scenes/b"]["hit3"] == 1.0
+    assert qa["scenes (all 2)"]["hit3"] == 1.0
+    assert all(x["answered"] is None for x in rows if x["name"] != "qa")
+
+
+def test_calibrate_fits_on_every_set_without_writing(tmp_path):
+    from qa.engine import CALIBRATION
+
+    before = CALIBRATION.read_bytes()
+    r = run(tmp_path, "calibrate", "--suite", str(suite(tmp_path)))
+    assert r.returncode == 0, r.stderr
+    (model, fit), *rest = json.loads(r.stdout).items()
+    assert not rest and model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert fit["in_scope"] == 4 and fit["off_topic"] == 2
+    assert set(fit) == {"alpha", "threshold", "balanced_accuracy", "in_scope", "off_topic"}
+    assert 0 <= fit["alpha"] <= 1 and 0.5 <= fit["balanced_accuracy"] <= 1
+    assert CALIBRATION.read_bytes() == before  # only --write stores it
+    assert run(tmp_path, "calibrate", "--oos", "x.jsonl").returncode == 2  # no such option any more

@@ -12,6 +12,8 @@ from conftest import INTERVIEW, ROOT, env_for_subprocess
 from embeddings import index as store
 from embeddings import model as models
 from qa import cli
+from qa.retrieve import windows
+from qa.transcript import parse_file
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +40,8 @@ def big_transcript(path, copies=8):
 @pytest.mark.parametrize("delay", [1.0, 4.0])
 def test_sigkill_while_indexing_never_leaves_a_usable_partial_index(tmp_path, delay):
     data = big_transcript(tmp_path / "big.txt")
+    rows = len(windows(parse_file(data).passages))  # one title, then 8 copies of 165 windows
+    assert rows == 1 + 8 * 165
     index_dir = tmp_path / "idx"
     cmd = [sys.executable, "-m", "qa", "index", "--json", "--data", str(data), "--index-dir", str(index_dir)]
     proc = subprocess.Popen(
@@ -50,11 +54,12 @@ def test_sigkill_while_indexing_never_leaves_a_usable_partial_index(tmp_path, de
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
-    assert report["passages"] == 76 * 8
-    assert report["embedded_passages"] in (0, 76 * 8)  # the old index whole, or rebuilt whole
+    assert report["passages"] == rows
+    assert report["embedded_passages"] in (0, rows)  # the old index whole, or rebuilt whole
     folder = next(index_dir.iterdir())
     assert not list(folder.glob(".*.tmp"))
-    assert json.loads((folder / store.MANIFEST).read_text())["count"] == 76 * 8
+    manifest = json.loads((folder / store.MANIFEST).read_text())
+    assert manifest["count"] == rows and sum(f["passages"] for f in manifest["files"].values()) == 1 + 8 * 76
 
 
 def test_unwritable_index_dir_still_serves(tmp_path):

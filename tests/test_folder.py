@@ -5,11 +5,14 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import INTERVIEW, ROOT, FakeEmbedder, env_for_subprocess, read_exact
 
+from qa.answer import build
 from qa.engine import Engine, QuestionError
-from qa.transcript import ANSWER, QUESTION, parse_file
+from qa.retrieve import Hit, window_text, windows
+from qa.transcript import ANSWER, QUESTION, TITLE, TITLE_SPEAKER, parse, parse_file
 
 PODCAST = """The Harbour Podcast: an interview with Lena Berg
 
@@ -56,6 +59,13 @@ def folder(tmp_path):
     return data
 
 
+def rows(text, name):
+    """How many vectors a transcript gets: one per window of 1-3 sentences."""
+    return len(windows(parse(text, name).passages))
+
+
+
+
 def engine(tmp_path, data, embedder=None, logs=None):
     return Engine(data, tmp_path / "index", embedder=embedder or FakeEmbedder(), progress=False,
                   log=logs.append if logs is not None else (lambda m: None))  # fmt: skip
@@ -66,12 +76,25 @@ def test_vtt_voices_times_and_spans(write):
     t = parse_file(path)
     raw = read_exact(path)
     assert t.title == "Field recording with Omar Said"
-    assert [(x.speaker, x.role) for x in t.turns] == [("Reporter", QUESTION), ("Omar Said", ANSWER)]
+    assert [(x.speaker, x.role) for x in t.turns] == [
+        (TITLE_SPEAKER, TITLE),
+        ("Reporter", QUESTION),
+        ("Omar Said", ANSWER),
+    ]
+    assert t.passages[0].text == t.title and t.passages[0].time == ""
     answer = [p for p in t.passages if p.role == ANSWER]
     assert [p.time for p in answer] == ["00:00:04", "00:01:10"]
     assert answer[0].asked == "How long have you been growing grapes here?"
     for p in t.passages:
         assert raw[p.start : p.end] == p.text and "<v" not in p.text and "</v>" not in p.text
+
+
+def test_a_subtitle_quote_holds_only_spoken_text(write):
+    t = parse_file(write("f.vtt", VTT))
+    for w in windows(t.passages):
+        hit = Hit(w.first, w.last, w.first, 1.0)
+        quote = build("q", [hit], t.passages, {t.source: t.text}, {}, 1, True, 1.0).quotes[0]
+        assert "-->" not in quote.text and "<v" not in quote.text, quote.text
 
 
 def test_srt_name_prefixes(write):
@@ -102,10 +125,12 @@ def test_incremental_add_change_delete(tmp_path, folder):
     r = e.report
     assert r.added == ["extra.srt"] and r.changed == ["more/podcast.md"]
     assert r.removed == ["more/field.vtt"] and r.unchanged == ["interview.txt"]
-    podcast = len(parse_file(folder / "more" / "podcast.md").passages)
-    srt = len(parse_file(folder / "extra.srt").passages)
-    assert r.embedded_passages == podcast + srt == sum(fake.calls)
-    assert r.passages == len(e.passages) == 76 + podcast + srt
+    podcast = parse_file(folder / "more" / "podcast.md").passages
+    srt = parse_file(folder / "extra.srt").passages
+    new_rows = len(windows(podcast)) + len(windows(srt))
+    assert r.embedded_passages == new_rows == sum(fake.calls)
+    assert r.passages == len(e.vectors) == 166 + new_rows
+    assert len(e.passages) == len(e.token_counts) == 77 + len(podcast) + len(srt)
     assert not [p for p in e.passages if p.source.endswith("field.vtt")]
     again = engine(tmp_path, folder, embedder=FakeEmbedder())
     assert again.report.embedded_passages == 0 and len(again.report.unchanged) == 3
@@ -120,6 +145,13 @@ def test_a_broken_file_is_skipped_and_named(tmp_path, folder):
     assert skipped == {"garbage.txt", "prose.md"}
     assert any("garbage.txt" in m for m in logs) and any("prose.md" in m for m in logs)
     assert e.ask("Is NATO a party to this war?").quotes
+
+
+def test_every_vector_embeds_its_window(tmp_path, folder):
+    fake = FakeEmbedder()
+    e = engine(tmp_path, folder, embedder=fake)
+    texts = [window_text(e.passages, w) for w in e.ranker.windows]
+    assert np.allclose(e.vectors, fake.encode(texts), atol=1e-6)
 
 
 def test_filters_by_source_and_speaker(tmp_path, folder):
@@ -159,9 +191,10 @@ def test_index_json_through_the_cli(tmp_path, folder):
     vtt.write_text(VTT + "\n4\n00:02:00.000 --> 00:02:03.000\n<v Omar Said>We sell wine in Tbilisi.\n")
     (folder / "junk.txt").write_bytes(b"\x00\x00")
     second, err = index()
-    assert second["changed"] == ["more/field.vtt"] and second["embedded_passages"] == 4
+    assert second["changed"] == ["more/field.vtt"]
+    assert second["embedded_passages"] == rows(vtt.read_text(), "f.vtt")
     assert [s["file"].split("/")[-1] for s in second["skipped"]] == ["junk.txt"] and "junk.txt" in err
     vtt.unlink()
     third, _ = index()
     assert third["removed"] == ["more/field.vtt"] and third["embedded_passages"] == 0
-    assert third["passages"] == first["passages"] - 3
+    assert third["passages"] == first["passages"] - rows(VTT, "f.vtt")

@@ -1,18 +1,37 @@
 import faiss
 import numpy as np
+import pytest
 
-from qa.retrieve import Bm25, Ranker, dense_search, tokenize
+from qa.retrieve import (
+    MAX_WINDOW_CHARS,
+    SEEN_PENALTY,
+    Bm25,
+    Hit,
+    Query,
+    Ranker,
+    Window,
+    content_tokens,
+    demote_seen,
+    dense_search,
+    tokenize,
+    window_text,
+    windows,
+    zscore,
+)
 from qa.transcript import ANSWER, QUESTION, Passage
+
+E = np.eye(4, dtype=np.float32)  # four hand-written directions: drones, time, bread, asking
 
 
 def test_dense_search_with_hand_written_vectors():
     vectors = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0.6, 0.8, 0, 0]], dtype=np.float32)
     index = faiss.IndexFlatIP(4)
     index.add(vectors)
-    hits = dense_search(index, np.array([0, 1, 0, 0], dtype=np.float32), 2)
-    assert [h.passage for h in hits] == [1, 2]
-    assert np.isclose(hits[1].score, 0.8)
-    assert dense_search(index, np.array([0, 1, 0, 0], dtype=np.float32), 10)[-1].passage == 0
+    hits = dense_search(index, E[1], 2)
+    assert [row for row, _ in hits] == [1, 2]
+    assert np.isclose(hits[1][1], 0.8)
+    assert dense_search(index, E[1], 10)[-1][0] == 0
+    assert dense_search(index, E[1], 0) == []
     assert dense_search(faiss.IndexFlatIP(4), np.ones(4, np.float32), 3) == []
 
 
@@ -30,39 +49,131 @@ def test_bm25_prefers_rare_matching_words():
     assert not Bm25([]).scores("x").any()
 
 
-def passage(i, role, text, turn):
-    return Passage(
-        "s.txt",
-        i * 10,
-        i * 10 + 5,
-        text,
-        "A" if role == ANSWER else "Q",
-        "",
-        "asked?" if role == ANSWER else "",
-        turn,
-        role,
-    )
+def test_zscore():
+    z = zscore(np.array([1.0, 2.0, 3.0]))
+    assert np.isclose(z.mean(), 0) and np.isclose(z.std(), 1) and z[0] < z[1] < z[2]
+    assert not zscore(np.array([5.0, 5.0])).any()  # no spread: the signal says nothing
+    assert zscore(np.zeros(0)).shape == (0,)
+
+
+def test_content_tokens_drop_stopwords_and_punctuation():
+    vectors = np.arange(6, dtype=np.float32).reshape(6, 1)
+    pieces = ["what", "is", "the", "interven", "##tion", "?"]
+    assert content_tokens(vectors, pieces).ravel().tolist() == [3, 4]
+    assert content_tokens(vectors[:2], ["▁Iran", "Ġdrones"]).ravel().tolist() == [0, 1]
+    # Nothing but stopwords: every token is kept, so that a question always has some.
+    assert content_tokens(vectors[:3], ["what", "is", "?"]).ravel().tolist() == [0, 1, 2]
+
+
+def passage(i, role, text, turn, speaker=None, start=None):
+    start = i * 100 if start is None else start
+    speaker = speaker or ("Bob" if role == ANSWER else "Ann")
+    return Passage("s.txt", start, start + len(text), text, speaker, "", "", turn, role)
+
+
+# Ann asks in turn 0; Bob answers with two sentences in turn 1, then talks of bread in turn 2.
+PASSAGES = [
+    passage(0, QUESTION, "Where do the drones come from?", 0),
+    passage(1, ANSWER, "The drones come from Iran.", 1),
+    passage(2, ANSWER, "They arrived in autumn.", 1),
+    passage(3, ANSWER, "Bread is baked daily.", 2),
+]
+# One row per window: the four sentences alone, then sentences 1-2 together.
+VECTORS = np.array([[0.6, 0, 0, 0.8], E[0], E[1], E[2], [0.8, 0.6, 0, 0]], dtype=np.float32)
+TOKENS = np.array([E[3], E[0], E[0], E[1], E[2]], dtype=np.float16)  # "where", "drones" | ...
+COUNTS = np.array([2, 1, 1, 1], dtype=np.int32)
+DRONES = Query("drones Iran", E[0], E[:1])
+
+
+def ranker(index=None):
+    return Ranker(PASSAGES, VECTORS, TOKENS, COUNTS, index)
+
+
+def test_windows_are_runs_of_one_turn_single_sentences_first():
+    ws = windows(PASSAGES)
+    assert ws == [Window(0, 0), Window(1, 1), Window(2, 2), Window(3, 3), Window(1, 2)]
+    assert all(ws[i] == Window(i, i) for i in range(len(PASSAGES)))
+    three = [passage(i, ANSWER, f"Sentence {i}.", 0) for i in range(4)]
+    assert windows(three)[4:] == [Window(0, 1), Window(1, 2), Window(2, 3), Window(0, 2), Window(1, 3)]
+    long = [passage(0, ANSWER, "x" * 300, 0, start=0), passage(1, ANSWER, "y" * 150, 0, start=301)]
+    assert long[1].end - long[0].start > MAX_WINDOW_CHARS
+    assert windows(long) == [Window(0, 0), Window(1, 1)]  # too long to be one quote
+    assert windows([]) == []
+
+
+def test_window_text_names_the_speaker():
+    assert window_text(PASSAGES, Window(1, 2)) == "Bob: The drones come from Iran. They arrived in autumn."
+
+
+def test_ranker_needs_one_vector_per_window():
+    with pytest.raises(ValueError, match="4 vectors for 5 windows"):
+        Ranker(PASSAGES, VECTORS[:4], TOKENS, COUNTS)
+
+
+def test_rank_scores_windows_and_highlights_the_best_sentence():
+    hits = ranker().rank(DRONES)
+    assert [(h.first, h.last) for h in hits][:3] == [(1, 1), (1, 2), (0, 0)]
+    assert hits[1].best == 1  # the window of two sentences marks the one about drones
+    assert all(h.first <= h.best <= h.last for h in hits)
+    assert len(hits) == len(VECTORS) and hits == sorted(hits, key=lambda h: -h.score)
+    assert list(hits[1].rows()) == [1, 2]
+
+
+def test_rank_with_a_faiss_index_matches_the_matrix():
+    index = faiss.IndexFlatIP(4)
+    index.add(VECTORS)
+    with_index, plain = ranker(index).rank(DRONES), ranker().rank(DRONES)
+    assert [(h.first, h.last, h.best) for h in with_index] == [(h.first, h.last, h.best) for h in plain]
+    assert np.allclose([h.score for h in with_index], [h.score for h in plain])
+
+
+def test_maxsim_is_the_best_token_match_per_query_token():
+    sims = ranker().maxsim(DRONES.tokens, np.arange(len(VECTORS)))
+    assert np.allclose(sims, [1, 1, 0, 0, 1])
 
 
 def test_interviewer_lines_rank_below_an_equally_good_answer():
     ps = [passage(0, QUESTION, "drones from Iran", 0), passage(1, ANSWER, "drones from Iran", 1)]
-    vectors = np.array([[1, 0], [1, 0]], dtype=np.float32)
-    ranker = Ranker(ps, vectors)
-    q = np.array([1, 0], dtype=np.float32)
-    hits = ranker.rank("drones Iran", q, [])
-    assert [h.passage for h in hits] == [1, 0]
+    tokens = np.array([E[0], E[0]], dtype=np.float16)
+    r = Ranker(ps, np.array([E[0], E[0]]), tokens, np.array([1, 1], np.int32))
+    hits = r.rank(Query("drones Iran", E[0], E[:1]))
+    assert [h.first for h in hits] == [1, 0]
+    assert hits[0].score > hits[1].score
 
 
-def test_filter_excludes_passages():
-    ps = [passage(0, ANSWER, "alpha beta", 0), passage(1, ANSWER, "alpha gamma", 1)]
-    ranker = Ranker(ps, np.eye(2, dtype=np.float32))
-    hits = ranker.rank("alpha", np.array([1, 0], np.float32), [], allowed=np.array([False, True]))
-    assert [h.passage for h in hits] == [1]
+def test_allowed_excludes_windows_touching_a_masked_passage():
+    allowed = np.array([True, False, True, True])
+    hits = ranker().rank(DRONES, allowed=allowed)
+    assert {(h.first, h.last) for h in hits} == {(0, 0), (2, 2), (3, 3)}
+    assert hits[0].first == 0  # the question is the best that is left
+    only_bread = ranker().rank(DRONES, allowed=np.array([False, False, False, True]))
+    assert [(h.first, h.last) for h in only_bread] == [(3, 3)]
+    assert ranker().rank(DRONES, allowed=np.zeros(4, dtype=bool)) == []
+
+
+def test_demote_seen_lowers_windows_sharing_a_sentence_with_the_quote_shown():
+    hits = [Hit(1, 1, 1, 2.0), Hit(1, 2, 1, 1.8), Hit(0, 0, 0, 1.6), Hit(2, 2, 2, 0.1), Hit(3, 3, 3, 0.0)]
+    out = demote_seen(hits, Hit(1, 2, 2, 9.0))
+    assert [(h.first, h.last) for h in out] == [(0, 0), (1, 1), (1, 2), (3, 3), (2, 2)]
+    scores = {(h.first, h.last): h.score for h in out}
+    assert np.isclose(scores[(1, 1)], 2.0 - SEEN_PENALTY) and np.isclose(scores[(2, 2)], 0.1 - SEEN_PENALTY)
+    assert scores[(0, 0)] == 1.6 and scores[(3, 3)] == 0.0
+    assert [h.best for h in out][:3] == [0, 1, 1]
 
 
 def test_coverage_is_share_of_known_words():
     ps = [passage(0, ANSWER, "drones from Iran", 0)]
-    ranker = Ranker(ps, np.eye(1, dtype=np.float32))
-    assert ranker.coverage("Iran drones") == 1.0
-    assert ranker.coverage("sourdough bread recipe") == 0.0
-    assert 0 < ranker.coverage("Iran bread") < 1
+    r = Ranker(ps, E[:1], np.array([E[0]], np.float16), np.array([1], np.int32))
+    assert r.coverage("Iran drones") == 1.0
+    assert r.coverage("sourdough bread recipe") == 0.0
+    assert 0 < r.coverage("Iran bread") < 1
+    assert r.coverage("what is the") == 0.0  # stopwords only
+
+
+def test_confidence_is_the_best_cosine_plus_weighted_coverage():
+    r = ranker()
+    assert np.isclose(r.confidence(DRONES, 0.5), 1.0 + 0.5 * r.coverage("drones Iran"))
+    allowed = np.array([True, False, True, True])
+    assert np.isclose(r.confidence(DRONES, 0.0, allowed), 0.6)  # the best allowed window is the question
+    nothing = np.zeros(4, dtype=bool)
+    assert np.isclose(r.confidence(DRONES, 0.3, nothing), 0.3 * r.coverage("drones Iran"))
