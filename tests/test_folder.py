@@ -64,8 +64,6 @@ def rows(text, name):
     return len(windows(parse(text, name).passages))
 
 
-
-
 def engine(tmp_path, data, embedder=None, logs=None):
     return Engine(data, tmp_path / "index", embedder=embedder or FakeEmbedder(), progress=False,
                   log=logs.append if logs is not None else (lambda m: None))  # fmt: skip

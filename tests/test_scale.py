@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from conftest import INTERVIEW, ROOT, env_for_subprocess, serve
 
-from qa.transcript import ANSWER, parse_file
+from qa.transcript import ANSWER, TITLE, parse_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.scale]
 FACT = "The lighthouse on Pirallahi island was repainted blue in 1998."
@@ -19,7 +19,8 @@ FACT = "The lighthouse on Pirallahi island was repainted blue in 1998."
 def generate(folder, count=200, exchanges=3):
     """Deterministic `Name:` transcripts, each a rotation of the interview's exchanges."""
     t = parse_file(INTERVIEW)
-    pairs = [(t.turns[i], t.turns[i + 1]) for i in range(0, len(t.turns) - 1, 2)]
+    turns = [turn for turn in t.turns if turn.role != TITLE]
+    pairs = [(turns[i], turns[i + 1]) for i in range(0, len(turns) - 1, 2)]
     text = lambda turn: " ".join(t.passages[j].text for j in turn.passages)  # noqa: E731
     for n in range(count):
         lines = [f"# Conversation {n:03d} with Guest {n:03d}", ""]
@@ -47,7 +48,8 @@ def test_two_hundred_transcripts(tmp_path):
     try:
         url = next(base)
         with urllib.request.urlopen(url + "/healthz", timeout=30) as h:
-            assert json.loads(h.read())["passages"] == report["passages"]
+            sentences = sum(len(parse_file(f).passages) for f in data.glob("*.md"))
+            assert json.loads(h.read())["passages"] == sentences < report["passages"]  # rows: windows
         q = urllib.parse.quote("When was the lighthouse on Pirallahi island repainted?")
         with urllib.request.urlopen(f"{url}/api/ask?q={q}&k=3", timeout=60) as resp:
             answer = json.loads(resp.read())
