@@ -37,6 +37,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
                              "eval and calibrate also take a comma list (minilm,mpnet)")  # fmt: skip
 
 
+def _suite(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--suite", type=Path, action="append",
+                        help="a folder of eval sets, each over its own transcript (repeatable; "
+                             "default: ../shared/eval if present, and eval/)")  # fmt: skip
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m qa", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -56,13 +62,7 @@ def parser() -> argparse.ArgumentParser:
         nargs="?",
         help="JSONL with question and gold; without it, every set of --suite",
     )
-    ev.add_argument(
-        "--suite",
-        type=Path,
-        action="append",
-        help="a folder of eval sets, each over its own transcript (repeatable; default: "
-        "../shared/eval if present, and eval/)",
-    )
+    _suite(ev)
     ev.add_argument("--disliked", type=Path, help="the chat's feedback JSONL: recheck disliked answers")
     ev.add_argument("--oos", type=Path, help="JSONL of questions the interview does not answer")
     ev.add_argument("--k", type=int, default=3)
@@ -70,12 +70,7 @@ def parser() -> argparse.ArgumentParser:
     _common(ev)
 
     cal = sub.add_parser("calibrate", help="fit the refusal threshold for a model on every eval set")
-    cal.add_argument(
-        "--suite",
-        type=Path,
-        action="append",
-        help="a folder of eval sets (repeatable; default: ../shared/eval if present, and eval/)",
-    )
+    _suite(cal)
     cal.add_argument("--write", action="store_true", help="store it in qa/calibration.json")
     _common(cal)
 

@@ -20,7 +20,7 @@ from embeddings.model import Embedder
 from qa import answer as answers
 from qa.conversation import resolve
 from qa.retrieve import Hit, Query, Ranker, content_tokens, demote_seen, window_text, windows
-from qa.transcript import TITLE, Transcript, TranscriptError, find_transcripts, parse, read_text
+from qa.transcript import Transcript, TranscriptError, find_transcripts, parse, read_text
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = PROJECT / "data"
@@ -211,7 +211,7 @@ class Engine:
 
     @property
     def speakers(self) -> list[str]:
-        return sorted({p.speaker for p in self.passages if p.role != TITLE})
+        return sorted({s for t in self.transcripts.values() for s in t.speakers})
 
     def query(self, text: str) -> Query:
         vectors, tokens, pieces = self.embedder.encode_tokens([text])
@@ -220,8 +220,8 @@ class Engine:
     def rank(self, question: str, allowed: np.ndarray | None = None) -> tuple[list[Hit], float]:
         """Ranked windows and the confidence that the transcripts address the question."""
         query = self.query(question)
-        hits = self.ranker.rank(query, allowed)
-        return hits, self.ranker.confidence(query, self.calibration["alpha"], allowed)
+        hits, top = self.ranker.search(query, allowed)
+        return hits, self.ranker.confidence(query, self.calibration["alpha"], top=top)
 
     def ask(
         self, question: object, k: object = 3, source: str | None = None,

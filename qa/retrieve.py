@@ -226,26 +226,34 @@ class Ranker:
         """Per window row: mean over query tokens of the best cosine to any of its tokens."""
         sentences = np.unique(np.concatenate([np.arange(self.first[r], self.last[r] + 1) for r in rows]))
         counts = self.token_start[sentences + 1] - self.token_start[sentences]
-        sentences, counts = sentences[counts > 0], counts[counts > 0]
-        best = np.full((len(self.passages), len(query_tokens)), -1.0, dtype=np.float32)
-        if len(sentences):
+        best = np.full((len(sentences), len(query_tokens)), -1.0, dtype=np.float32)  # per sentence
+        has = counts > 0
+        if has.any():
             take = np.concatenate(
                 [np.arange(self.token_start[s], self.token_start[s + 1]) for s in sentences]
             )
             sims = self.tokens[take].astype(np.float32) @ query_tokens.T.astype(np.float32)
-            best[sentences] = np.maximum.reduceat(sims, np.concatenate([[0], np.cumsum(counts)[:-1]]), axis=0)
-        return np.array([best[self.first[r] : self.last[r] + 1].max(axis=0).mean() for r in rows], np.float32)
+            best[has] = np.maximum.reduceat(sims, np.concatenate([[0], np.cumsum(counts[has])[:-1]]), axis=0)
+        at = np.searchsorted(sentences, self.first[rows]), np.searchsorted(sentences, self.last[rows])
+        return np.array([best[a : b + 1].max(axis=0).mean() for a, b in zip(*at, strict=True)], np.float32)
 
     def rank(self, query: Query, allowed: np.ndarray | None = None, pool: int = CANDIDATES) -> list[Hit]:
         """Candidate windows, best first. `allowed` masks passages (a filter by file or speaker)."""
+        return self.search(query, allowed, pool)[0]
+
+    def search(
+        self, query: Query, allowed: np.ndarray | None = None, pool: int = CANDIDATES
+    ) -> tuple[list[Hit], float]:
+        """Candidate windows, best first, and the best window cosine (where confidence starts)."""
         allowed = self._windows_of(allowed)
         lexical = self.lexical.scores(query.text)
         if allowed is not None:
             lexical = np.where(allowed, lexical, 0.0)
-        candidates = {r for r, _ in self.dense(query.vector, allowed, pool)}
+        dense = self.dense(query.vector, allowed, pool)
+        candidates = {r for r, _ in dense}
         candidates.update(int(i) for i in _top(lexical, pool) if lexical[i] > 0)
         if not candidates:
-            return []
+            return [], 0.0
         # Every sentence of a candidate is scored alone too: that is how the highlight is chosen.
         singles = {int(self.single[s]) for r in candidates for s in range(self.first[r], self.last[r] + 1)}
         rows = np.array(sorted(candidates | singles), dtype=np.int64)
@@ -255,14 +263,18 @@ class Ranker:
             + WEIGHTS["lexical"] * zscore(lexical[rows])
             - PREFER_ANSWER * self.asker[rows]
         )
-        alone = {int(r): float(s) for r, s in zip(rows, score, strict=True) if self.first[r] == self.last[r]}
+        alone = {
+            int(self.first[r]): float(s)
+            for r, s in zip(rows, score, strict=True)
+            if self.first[r] == self.last[r]
+        }
         hits = []
         for r, s in zip(rows, score, strict=True):
             a, b = int(self.first[r]), int(self.last[r])
-            best = max(range(a, b + 1), key=lambda i: alone.get(i, -np.inf))
+            best = max(range(a, b + 1), key=lambda i: alone[i])
             hits.append(Hit(a, b, best, float(s)))
         hits.sort(key=lambda h: (-h.score, h.first, h.last))
-        return hits
+        return hits, (dense[0][1] if dense else 0.0)
 
     def coverage(self, question: str) -> float:
         """Share of the question's words (weighted by rarity) that the corpus contains at all."""
@@ -276,10 +288,15 @@ class Ranker:
         found = sum(self.sentence.idf[j] for j in known if j is not None)
         return float(found / total) if total > 0 else 0.0
 
-    def confidence(self, query: Query, alpha: float, allowed: np.ndarray | None = None) -> float:
-        """How well the transcripts cover the question: the best window cosine plus word coverage."""
-        top = self.dense(query.vector, self._windows_of(allowed), 1)
-        return (top[0][1] if top else 0.0) + alpha * self.coverage(query.text)
+    def confidence(
+        self, query: Query, alpha: float, allowed: np.ndarray | None = None, top: float | None = None
+    ) -> float:
+        """How well the transcripts cover the question: the best window cosine (`top`, when the
+        search already found it) plus word coverage."""
+        if top is None:
+            nearest = self.dense(query.vector, self._windows_of(allowed), 1)
+            top = nearest[0][1] if nearest else 0.0
+        return top + alpha * self.coverage(query.text)
 
 
 def demote_seen(hits: Sequence[Hit], shown: Hit) -> list[Hit]:

@@ -64,7 +64,8 @@ class Transcript:
 
     @property
     def speakers(self) -> list[str]:
-        return sorted({t.speaker for t in self.turns})
+        """Who speaks: the title line is not a speaker."""
+        return sorted({t.speaker for t in self.turns if t.role != TITLE})
 
 
 def read_text(path: Path) -> str:
