@@ -29,8 +29,8 @@ from qa.transcript import QUESTION, Passage
 MAX_SENTENCES = 3  # a window is 1 to this many adjacent sentences of one turn
 MAX_WINDOW_CHARS = 400  # a longer run of sentences is not one quote: its sentences still are
 CANDIDATES = 64  # per signal (dense, BM25); their union, with its single sentences, is scored
-WEIGHTS = {"dense": 1.0, "maxsim": 1.0, "lexical": 1.0}  # of the z-scores: equal, see README
-PREFER_ANSWER = 0.6  # in z-units, taken off an interviewer's window (bench/tune.py)
+WEIGHTS = {"dense": 1.0, "maxsim": 1.0, "lexical": 0.5}  # of the z-scores (bench/tune.py, README)
+PREFER_ANSWER = 1.2  # in z-units, taken off an interviewer's window (bench/tune.py)
 SEEN_PENALTY = 0.5  # in z-units: a follow-up ranks the quote just shown this much lower
 STEM = 6  # prefix stemming: "intervenes", "intervention" -> "interv"
 
