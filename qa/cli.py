@@ -253,7 +253,9 @@ def _eval(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"{len(questions)} questions, {len(off_topic)} off-topic, k={args.k}, "
                   f"model {engine.model_name}")  # fmt: skip
-            print(ev.table([s.row() for s in scores], ev.HEADER) + ("\n" if n < len(names) - 1 else ""))
+            # One set: the retriever leads each row, as the set is named above the table.
+            table = ev.table([s.row()[2:] for s in scores], ev.HEADER[2:])
+            print(table + ("\n" if n < len(names) - 1 else ""))
     if args.json:
         print(json.dumps(rows, indent=1))
     return 0

@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -276,11 +275,7 @@ def test_eval_compares_models_in_one_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "_engine", fake)
     assert cli.main(["eval", str(questions), "--oos", str(off), "--model", "model-a,model-b"]) == 0
     out = capsys.readouterr().out
-    assert (
-        "model model-a\n" in out
-        and "model model-b\n" in out
-        and len(re.findall(r"^q +1 +qa ", out, re.M)) == 2
-    )
+    assert "model model-a\n" in out and "model model-b\n" in out and out.count("\nqa ") == 2
     assert cli.main(["eval", str(questions), "--oos", str(off), "--model", "model-a,model-b", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(r["model"], r["name"]) for r in rows][::3] == [("model-a", "qa"), ("model-b", "qa")]
