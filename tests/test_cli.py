@@ -86,10 +86,8 @@ def test_eval_prints_project_and_baselines(tmp_path):
         str(SHARED / "eval" / "out_of_scope.jsonl"),
     )
     assert r.returncode == 0, r.stderr
-    rows = [line.split() for line in r.stdout.splitlines()[3:]]
-    assert [row[2] for row in rows] == ["qa", "bm25", "dense"]
-    n = len((SHARED / "eval" / "questions.jsonl").read_text().splitlines())
-    assert all(row[:2] == ["questions", str(n)] for row in rows)
+    names = [line.split()[0] for line in r.stdout.splitlines()[3:]]
+    assert names == ["qa", "bm25", "dense"]
     assert "hit@1" in r.stdout and "refused" in r.stdout
 
 
