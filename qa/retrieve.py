@@ -234,8 +234,11 @@ class Ranker:
             )
             sims = self.tokens[take].astype(np.float32) @ query_tokens.T.astype(np.float32)
             best[has] = np.maximum.reduceat(sims, np.concatenate([[0], np.cumsum(counts[has])[:-1]]), axis=0)
-        at = np.searchsorted(sentences, self.first[rows]), np.searchsorted(sentences, self.last[rows])
-        return np.array([best[a : b + 1].max(axis=0).mean() for a, b in zip(*at, strict=True)], np.float32)
+        a, b = np.searchsorted(sentences, self.first[rows]), np.searchsorted(sentences, self.last[rows])
+        out = best[a]  # the max over each window's (consecutive) sentences
+        for k in range(1, MAX_SENTENCES):
+            out = np.maximum(out, best[np.minimum(a + k, b)])
+        return out.mean(axis=1)
 
     def rank(self, query: Query, allowed: np.ndarray | None = None, pool: int = CANDIDATES) -> list[Hit]:
         """Candidate windows, best first. `allowed` masks passages (a filter by file or speaker)."""
@@ -263,16 +266,14 @@ class Ranker:
             + WEIGHTS["lexical"] * zscore(lexical[rows])
             - PREFER_ANSWER * self.asker[rows]
         )
-        alone = {
-            int(self.first[r]): float(s)
-            for r, s in zip(rows, score, strict=True)
-            if self.first[r] == self.last[r]
-        }
-        hits = []
-        for r, s in zip(rows, score, strict=True):
-            a, b = int(self.first[r]), int(self.last[r])
-            best = max(range(a, b + 1), key=lambda i: alone[i])
-            hits.append(Hit(a, b, best, float(s)))
+        first, last = self.first[rows], self.last[rows]
+        alone = np.full(len(self.passages), -np.inf)  # each sentence's score on its own
+        alone[first[first == last]] = score[first == last]
+        spans = np.minimum(first[:, None] + np.arange(MAX_SENTENCES), last[:, None])  # their sentences
+        best = spans[np.arange(len(rows)), np.argmax(alone[spans], axis=1)]
+        hits = [
+            Hit(int(a), int(b), int(c), float(x)) for a, b, c, x in zip(first, last, best, score, strict=True)
+        ]
         hits.sort(key=lambda h: (-h.score, h.first, h.last))
         return hits, (dense[0][1] if dense else 0.0)
 
