@@ -68,22 +68,45 @@ class Transcript:
         return sorted({t.speaker for t in self.turns if t.role != TITLE})
 
 
-def read_text(path: Path) -> str:
-    """The file's text exactly as offsets count it, or a TranscriptError naming the file."""
+def read_text(path: Path, name: str | None = None) -> str:
+    """The file's text exactly as offsets count it, or a TranscriptError naming the file (as
+    `name`, when given: a file name may not be printable as it is)."""
+    path, shown = Path(path), name or str(path)
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise TranscriptError(f"{path}: cannot read transcript ({e.strerror or e})") from None
+        raise TranscriptError(f"{shown}: cannot read transcript ({e.strerror or e})") from None
     if not raw.strip():
-        raise TranscriptError(f"{path}: transcript is empty")
+        raise TranscriptError(f"{shown}: transcript is empty")
+    if _utf16(raw):
+        raise TranscriptError(f"{shown}: UTF-16 text; save it as UTF-8")
     if b"\x00" in raw:
-        raise TranscriptError(f"{path}: looks like a binary file, not a text transcript")
+        raise TranscriptError(f"{shown}: looks like a binary file, not a text transcript")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise TranscriptError(
-            f"{path}: not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8"
+            f"{shown}: not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8"
         ) from None
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
+
+
+def _utf16(raw: bytes) -> bool:
+    """Text saved as UTF-16 (Windows Notepad's "Unicode"), which would otherwise pass for a binary.
+
+    Without a byte-order mark, its NULs sit in every other byte (the high byte of the spaces,
+    colons and line ends any transcript has) and it decodes to no control characters; binaries
+    have NULs anywhere and decode to controls."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    head = raw[:4096]
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    if max(even, odd) < 4 or min(even, odd) > max(even, odd) // 10:
+        return False
+    chars = head[: len(head) // 2 * 2].decode("utf-16-le" if odd > even else "utf-16-be", errors="replace")
+    return not _CONTROL.search(chars[:-1])  # the last unit may be half of a cut surrogate pair
 
 
 def parse_file(path: Path, source: str | None = None) -> Transcript:
@@ -100,9 +123,13 @@ class _Line:
     text: str
 
 
+_LINE = re.compile(r"[^\r\n]+")
+
+
 def _lines(text: str) -> list[_Line]:
     out = []
-    for m in re.finditer(r"[^\r\n]+", text):
+    # A byte-order mark is how the file was saved, not text, and str.strip() keeps it.
+    for m in _LINE.finditer(text, 1 if text.startswith("\ufeff") else 0):
         s = m.group()
         stripped = s.strip()
         if not stripped:
@@ -319,11 +346,15 @@ def assign_roles(turns: list[_RawTurn], text: str) -> None:
 
 # --- subtitles -----------------------------------------------------------------------------
 
+# Subtitles come with "\n", "\r\n" or old Mac "\r" line endings: no "^", "$" or bare "\n" here.
 _CUE_TIME = re.compile(
-    r"^[ \t]*(?P<start>(?:\d{1,2}:)?\d{1,2}:\d{2}[.,]\d{1,3})[ \t]+-->[ \t]+\S+.*$", re.MULTILINE
+    r"(?:\A\ufeff?|(?<=[\r\n]))[ \t]*"  # at a line start, after a byte-order mark on the first
+    r"(?P<start>(?:\d{1,2}:)?\d{1,2}:\d{2}[.,]\d{1,3})[ \t]+-->[ \t]+\S[^\r\n]*"
 )
+_NEWLINE = r"(?:\r\n|\r(?!\n)|\n)"  # "\r\n" is one line ending, never "\r" then "\n"
+_BLANK_LINE = re.compile(rf"{_NEWLINE}[ \t]*{_NEWLINE}|\Z")
 _VOICE = re.compile(r"^<v(?:\.[\w.-]+)?\s+(?P<name>[^>]+)>")
-_TAG = re.compile(r"</?[a-z][^>]*>", re.IGNORECASE)
+_TAG = re.compile(r"</?[a-z][^<>]*>", re.IGNORECASE)  # no "<" inside, so a stray "<" is read once
 
 
 def _clock(stamp: str) -> str:
@@ -337,11 +368,16 @@ def _subtitle_turns(text: str) -> tuple[str, list[_RawTurn]]:
     """Cues -> turns: consecutive cues of one speaker form a turn, each cue a paragraph."""
     raw: list[_RawTurn] = []
     speaker = "Speaker"
-    for cue in _CUE_TIME.finditer(text):
+    cues = list(_CUE_TIME.finditer(text))
+    for cue, limit in zip(cues, [c.start() for c in cues[1:]] + [len(text)], strict=True):
         time = _clock(cue.group("start"))
-        body_start = cue.end() + 1
-        block_end = re.compile(r"\n[ \t]*\r?\n|\Z").search(text, body_start).start()
-        for ln in _lines(text[body_start:block_end]):
+        # A cue's text ends at a blank line, or at the next cue when no blank line comes first.
+        body_start = cue.end()
+        block_end = _BLANK_LINE.search(text, body_start, limit).start()
+        lines = _lines(text[body_start:block_end])
+        if block_end == limit < len(text) and lines and lines[-1].text.isdigit():
+            lines.pop()  # the next SRT cue's number
+        for ln in lines:
             a, b = body_start + ln.start, body_start + ln.end
             line = text[a:b]
             voice = _VOICE.match(line)
@@ -375,14 +411,19 @@ _ABBREV = {
     "e.g", "i.e", "no", "u.s", "u.k", "u.n", "e.u", "jan", "feb", "mar", "apr", "jun", "jul",
     "aug", "sep", "sept", "oct", "nov", "dec", "approx", "fig",
 }  # fmt: skip
-_BOUNDARY = re.compile(r"[.!?…]+[\"”’')\]]*\s+(?=[\"“‘(\[]?[A-Z0-9À-ÖØ-ÞА-ЯƏÜÖĞÇŞİ])")
+# A match starts only at the first mark of a run and gives nothing back, so a long run of marks
+# that ends no sentence is read once, not once per mark.
+_BOUNDARY = re.compile(r"(?<![.!?…])[.!?…]++[\"”’')\]]*+\s++(?=[\"“‘(\[]?[A-Z0-9À-ÖØ-ÞА-ЯƏÜÖĞÇŞİ])")
+_WORD_BEFORE = re.compile(r"([\w.]+)[.!?…]*$")
+WORD_TAIL = 64  # how far back the word before a mark is looked for: longer words are no abbreviation
 
 
 def sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     """Split text[start:end] into sentence spans, trimmed of surrounding whitespace."""
     spans, s = [], start
     for m in _BOUNDARY.finditer(text, start, end):
-        word = re.search(r"([\w.]+)[.!?…]*$", text[s : m.start() + 1])
+        # A bounded tail: the text since the last cut grows while abbreviations are skipped.
+        word = _WORD_BEFORE.search(text, max(s, m.start() + 1 - WORD_TAIL), m.start() + 1)
         if word and word.group(1).lower().rstrip(".") in _ABBREV:
             continue
         cut = m.start() + len(m.group().rstrip())
@@ -436,15 +477,3 @@ def _build(text: str, source: str, title: str, raw: list[_RawTurn]) -> Transcrip
     if not title:
         title = Path(source).stem.replace("_", " ").replace("-", " ")
     return Transcript(source, title, text, tuple(turns), tuple(passages))
-
-
-def find_transcripts(data: Path) -> list[Path]:
-    """The transcript files under a path: the file itself, or every supported file below a folder."""
-    if data.is_file():
-        return [data]
-    if data.is_dir():
-        return sorted(
-            p for p in data.rglob("*")
-            if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")
-        )  # fmt: skip
-    raise TranscriptError(f"{data}: no such file or folder; pass --data with a transcript or folder")

@@ -1,13 +1,17 @@
+import re
+import struct
+import time
+
 import pytest
 from conftest import INTERVIEW, read_exact
 
+from qa.engine import find_transcripts
 from qa.transcript import (
     ANSWER,
     QUESTION,
     TITLE,
     TITLE_SPEAKER,
     TranscriptError,
-    find_transcripts,
     parse,
     parse_file,
     sentence_spans,
@@ -165,7 +169,8 @@ def test_find_transcripts_in_folder(write, tmp_path):
     write("a/b/two.md", "- q?\n- a.")
     write("a/skip.pdf", "x")
     write("a/.hidden.txt", "x")
-    found = find_transcripts(tmp_path / "a")
+    found, passed = find_transcripts(tmp_path / "a")
+    assert not passed
     assert [p.relative_to(tmp_path / "a").as_posix() for p in found] == ["b/two.md", "one.txt"]
 
 
@@ -290,3 +295,215 @@ def test_a_scene_of_several_speakers_has_no_interviewer(write):
     assert asked["I ate the sandwich."] == "Could this BE any warmer in here?"
     assert asked["Who left the milk out?"] == "" and asked["Joey!"] == ""
     assert asked["They are in the fridge, next to the milk."] == "Did anyone see my keys?"
+
+
+# --- long turns: time grows linearly with the text --------------------------------------------
+
+SENTENCES = [
+    "The hives on the north slope came through winter number {n} in good shape.",
+    "We lost {n} colonies to mites in March, mostly the young ones.",
+    "Mr. Okafor sold us forty frames of wax for {n} dollars.",
+    "Why do bees swarm in May, year after year?",
+    "Because the queen leaves with half the workers when hive {n} gets crowded.",
+    "Dr. Lind counted {n} drones at the entrance before noon.",
+    "It rained for nine days and the clover never opened!",
+    "The honey from the lime trees is pale and sets within {n} days.",
+    "I keep the smoker lit with dry pine needles and a little cardboard.",
+    "Prices at the market rose by {n} percent since last autumn.",
+    "Sometimes the wasps rob a weak hive in a single afternoon.",
+    "We move the boxes at night, when every forager is home.",
+]
+
+
+def sentences(size: int, overhead: int) -> list[str]:
+    """Varied sentences, each made unique by a counter, for a file of about `size` characters
+    when each sentence takes `overhead` more."""
+    out, total = [], 0
+    while total < size:
+        out.append(SENTENCES[len(out) % len(SENTENCES)].format(n=len(out)))
+        total += len(out[-1]) + overhead
+    return out
+
+
+def one_speaker_srt(size: int) -> str:
+    """An SRT file of one speaker, one sentence per cue."""
+    cues = []
+    for n, sentence in enumerate(sentences(size, 34), 1):
+        clock = f"{n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}"
+        cues.append(f"{n}\n{clock},000 --> {clock},900\n{sentence}\n\n")
+    return "".join(cues)
+
+
+def one_speaker_lines(size: int) -> str:
+    """`Name: text` lines, every one said by the same speaker."""
+    return "".join(f"Smith: {sentence}\n" for sentence in sentences(size, 8))
+
+
+def seconds(run, *args) -> float:
+    """The best of two runs: one slow run on a busy machine should not fail a test."""
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        run(*args)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def test_sentence_splitting_is_linear_past_skipped_abbreviations():
+    text = "Mr. Smith " * 20_000  # 200 KB, every boundary skipped
+    assert [text[a:b] for a, b in sentence_spans(text, 0, len(text))] == [text.strip()]
+    small = seconds(sentence_spans, text, 0, len(text))
+    large = seconds(sentence_spans, text * 2, 0, 2 * len(text))
+    assert small < 2 and large < 5
+    assert large <= 3 * small + 0.5
+
+
+@pytest.mark.parametrize("make", [one_speaker_srt, one_speaker_lines])
+def test_one_long_turn_parses_in_linear_time(make):
+    small, large = make(100_000), make(500_000)
+    t = parse(large, "long.srt")
+    assert {p.speaker for p in t.passages} <= {"Speaker", "Smith"} and {p.asked for p in t.passages} == {""}
+    assert len(t.passages) > 5_000
+    small_s, large_s = seconds(parse, small, "short.srt"), seconds(parse, large, "long.srt")
+    assert large_s < 10 and large_s <= 8 * small_s + 0.5
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Smith: It was " + "." * 200_000 + "x\nJones: Why?\n",  # a run of periods that ends no sentence
+        "1\n00:00:01,000 --> 00:00:02,000\n" + "a<b " * 50_000 + "\n",  # "<" that opens no tag
+        one_speaker_srt(200_000).replace("\n\n", "\n"),  # cues with no blank line between them
+    ],
+    ids=["periods", "unclosed-tags", "no-blank-lines"],
+)
+def test_pathological_text_parses_quickly(text):
+    assert seconds(parse, text, "odd.srt") < 2
+
+
+def test_cues_without_blank_lines_between_them_keep_their_own_text():
+    text = (
+        "1\n00:00:01,000 --> 00:00:02,000\nHello there.\n2\n00:00:03,000 --> 00:00:04,000\nGood bye.\n"
+        "3\n00:00:05,000 --> 00:00:06,000\n42\n"
+    )
+    expected = [("Hello there.", "00:00:01"), ("Good bye.", "00:00:03"), ("42", "00:00:05")]
+    assert [(p.text, p.time) for p in parse(text, "x.srt").passages] == expected
+    vtt = "WEBVTT\n" + re.sub(r"^\d\n(?=\d)", "", text.replace(",", "."), flags=re.MULTILINE)
+    assert [(p.text, p.time) for p in parse(vtt, "x.vtt").passages] == expected
+
+
+def test_a_reply_to_a_long_turn_shares_its_question():
+    long_question = "Who left the milk out? " + "It was cold in the morning. " * 2_000
+    text = f"Ana: {long_question}\nBen: " + "Not me. " * 2_000 + "\nCid: I did.\nAna: Thanks.\n"
+    t = parse(text, "scene.txt")
+    replies = [p for p in t.passages if p.speaker == "Ben"]
+    assert len(replies) == 2_000 and replies[0].asked == long_question.strip()
+    assert len({id(p.asked) for p in replies} | {id(t.turns[1].asked)}) == 1  # one string, no copies
+
+
+# --- byte-order marks, line endings, encodings ------------------------------------------------
+
+HIVES = (
+    "Smith: How many hives do you keep?\n"
+    "Jones: I keep forty hives on the hill. Mr. Okafor keeps the rest.\n"
+    "Smith: What do they feed on?\n"
+    "Jones: Clover in June, then lime trees.\n"
+    "Smith: Do you sell the honey?\n"
+    "Jones: Yes, at the market on Saturdays.\n"
+)
+
+
+def shape(t):
+    """Everything a parse says about its passages, offsets apart."""
+    return [(p.text, p.speaker, p.role, p.asked, p.section, p.turn, p.time) for p in t.passages]
+
+
+def test_a_byte_order_mark_changes_nothing(write):
+    plain, marked = parse(HIVES, "h.txt"), parse_file(write("h.txt", "\ufeff" + HIVES))
+    assert shape(marked) == shape(plain) and marked.title == plain.title
+    assert roles(marked) == [("Smith", QUESTION), ("Jones", ANSWER)] * 3
+    assert [p.start - 1 for p in marked.passages] == [p.start for p in plain.passages]
+    for p in marked.passages:
+        assert marked.text[p.start : p.end] == p.text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Q: Why now?\nA: Because it matters.\nQ: Anything else?\nA: No.\n",
+        "# Bees and honey\n\n- Why bees?\n- Because they are kind.\n",
+        "00:00:01,000 --> 00:00:02,000\nHello there.\n\n00:00:03,000 --> 00:00:04,000\nGood bye.\n",
+        "WEBVTT - Bees\n\n00:00:01.000 --> 00:00:02.000\n<v Ana>Hello there.\n",
+    ],
+    ids=["q-a", "markdown", "srt", "vtt"],
+)
+def test_a_byte_order_mark_is_no_part_of_the_first_line(text):
+    plain, marked = parse(text, "t.txt"), parse("\ufeff" + text, "t.txt")
+    assert shape(marked) == shape(plain) and marked.title == plain.title
+    assert "\ufeff" not in marked.title and marked.passages[0].text == plain.passages[0].text
+    for p in marked.passages:
+        assert marked.text[p.start : p.end] == p.text
+
+
+SRT = (
+    "1\n00:00:01,000 --> 00:00:04,000\nAna: Good morning. How are the bees?\n\n"
+    "2\n00:00:04,500 --> 00:00:08,000\nBen: Busy. The lime trees opened early.\n  \n"
+    "3\n00:00:08,500 --> 00:00:12,000\nAna: And the honey?\nIs it pale?\n\n"
+    "4\n00:00:12,500 --> 00:00:15,000\nBen: Pale and sweet.\n"
+)
+VTT = (
+    "WEBVTT - Bees\n\nNOTE made by hand\n\n"
+    "00:00:01.000 --> 00:00:04.000 align:start\n<v Ana>Good morning. How are the bees?</v>\n\n"
+    "00:00:04.500 --> 00:00:08.000\n<v Ben>Busy. The lime trees opened early.\n\n"
+    "00:08.500 --> 00:12.000\n<v Ana>And the honey?\nIs it pale?\n\n"
+    "00:00:12.500 --> 00:00:15.000\n<v Ben>Pale and sweet.\n"
+)
+
+
+def subtitle_shape(t):
+    return [(p.text, p.speaker, p.role, p.time) for p in t.passages]
+
+
+@pytest.mark.parametrize("text, name", [(SRT, "bees.srt"), (VTT, "bees.vtt")], ids=["srt", "vtt"])
+@pytest.mark.parametrize("newline", ["\r\n", "\r", "mixed"])
+def test_subtitles_read_any_line_ending(write, text, name, newline):
+    expected = subtitle_shape(parse(text, name))
+    speakers = [x[1] for x in expected if x[2] != TITLE]
+    assert speakers == ["Ana"] * 2 + ["Ben"] * 2 + ["Ana"] * 2 + ["Ben"]
+    if newline == "mixed":
+        lines = text.split("\n")
+        ending = ["\r\n", "\n", "\r"]  # never "\r" then "\n": that would be one "\r\n"
+        converted = "".join(line + ending[i % 3] for i, line in enumerate(lines[:-1])) + lines[-1]
+    else:
+        converted = text.replace("\n", newline)
+    path = write(name, converted)
+    t = parse_file(path)
+    assert subtitle_shape(t) == expected
+    raw = read_exact(path)
+    for p in t.passages:
+        assert raw[p.start : p.end] == p.text
+        assert "-->" not in p.text and not p.text.strip().isdigit()
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf16_is_named_as_such(write, encoding):
+    path = write("h.txt", (HIVES + "Ana: Да, конечно. 蜂蜜はおいしい。\n").encode(encoding))
+    with pytest.raises(TranscriptError) as e:
+        parse_file(path)
+    assert str(e.value) == f"{path}: UTF-16 text; save it as UTF-8"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00\x00\x00\x01\x00\x08\x06\x00\x00\x00",
+        bytes(range(256)) * 16,
+        b"\x7fELF\x02\x01\x01" + b"\x00" * 9 + b"\x02\x00>\x00\x01\x00\x00\x00" + b"\x10\x00" * 40,
+        struct.pack("<400H", *range(400)),
+    ],
+    ids=["png", "all-bytes", "elf", "shorts"],
+)
+def test_binary_files_are_still_named_binary(write, content):
+    path = write("b.txt", content)
+    with pytest.raises(TranscriptError, match="looks like a binary file"):
+        parse_file(path)
