@@ -1,13 +1,16 @@
-"""Answers as HTML for the chat. All data text is escaped for HTML *and* Markdown.
+"""Answers as HTML for the chat, as text to copy and as a Markdown file to keep.
 
 The chat renders messages as Markdown with HTML allowed, so escaping `<` alone is not enough:
 `**bold**` or `[x](javascript:...)` from a transcript or a user would still be interpreted.
 Every character that means something to either language becomes a numeric entity, which
-both show as the character itself.
+both show as the character itself. The Markdown file is read as text too, so there only what
+can form markup gets a backslash (`_md_escape`).
 """
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 
 from qa.answer import Answer, Quote
@@ -29,11 +32,11 @@ def literal(text: str) -> str:
     return "".join(out)
 
 
-def quote_html(q: Quote, texts: dict[str, str], best: bool, extra: str = "") -> str:
-    source = texts[q.source]
-    before = source[q.start : q.highlight_start]
-    mark = source[q.highlight_start : q.highlight_end]
-    after = source[q.highlight_end : q.end]
+def quote_html(q: Quote, best: bool, extra: str = "") -> str:
+    """The quote's own text, its answering sentence marked: never the file read again, which
+    may have changed since."""
+    a, b = q.highlight_start - q.start, q.highlight_end - q.start
+    before, mark, after = q.text[:a], q.text[a:b], q.text[b:]
     body = f"{literal(before)}<mark>{literal(mark)}</mark>{literal(after)}"
     cite = [f"<strong>{literal(q.speaker)}</strong>"]
     if q.section:
@@ -52,7 +55,7 @@ def quote_html(q: Quote, texts: dict[str, str], best: bool, extra: str = "") -> 
     return "".join(parts) + extra
 
 
-def answer_html(answer: Answer, texts: dict[str, str], context: Callable[[Quote], str] = lambda q: "") -> str:
+def answer_html(answer: Answer, context: Callable[[Quote], str] = lambda q: "") -> str:
     """One chat message: the best quote, then the further passages, or a refusal.
 
     `context` gives the HTML that places a quote in its turn (empty: none)."""
@@ -63,17 +66,17 @@ def answer_html(answer: Answer, texts: dict[str, str], context: Callable[[Quote]
         ]
         if answer.closest:
             parts.append('<div class="qa-low">Closest passage (low confidence):</div>')
-            parts.append(quote_html(answer.closest, texts, False, context(answer.closest)))
+            parts.append(quote_html(answer.closest, False, context(answer.closest)))
         return f'<div class="qa-answer">{"".join(parts)}</div>'
     if answer.searched and answer.searched != answer.question:
         note = f'<div class="qa-searched">Taken as a follow-up: “{literal(answer.searched)}”</div>'
     else:
         note = ""
     best, *more = answer.quotes
-    parts = [quote_html(best, texts, True, context(best))]
+    parts = [quote_html(best, True, context(best))]
     if more:
         parts.append('<div class="qa-more">Further passages</div>')
-        parts += [quote_html(q, texts, False, context(q)) for q in more]
+        parts += [quote_html(q, False, context(q)) for q in more]
     return f'<div class="qa-answer">{note}{"".join(parts)}</div>'
 
 
@@ -84,31 +87,48 @@ def anchor(offset: int) -> str:
     return f"p-{offset}"
 
 
+NEIGHBOURS = 3  # sentences shown on each side of a quote in its place
+
+
 def context_html(q: Quote, transcript: Transcript, link: str) -> str:
-    """The quote's whole turn and the question before it, the quoted sentences marked."""
-    turn = next((t for t in transcript.turns if t.start <= q.start < t.end + 1), None)
-    if turn is None:
+    """The quote among the sentences around it in its turn, the quoted ones marked, and the
+    question before it. Only a neighbourhood: a turn can be a whole talk."""
+    i = bisect_right(transcript.turns, q.start, key=lambda t: t.start) - 1
+    if i < 0 or q.start > transcript.turns[i].end:
         return ""
-    parts = []
-    for i in turn.passages:
-        p = transcript.passages[i]
+    turn = transcript.turns[i]
+    first, last = turn.passages[0], turn.passages[-1] + 1
+    lo = bisect_left(transcript.passages, q.start, first, last, key=lambda p: p.start)
+    hi = bisect_left(transcript.passages, q.end, lo, last, key=lambda p: p.start)
+    shown_from, shown_to = max(first, lo - NEIGHBOURS), min(last, hi + NEIGHBOURS)
+    parts = ["…"] if shown_from > first else []
+    for p in transcript.passages[shown_from:shown_to]:
         inside = q.start <= p.start and p.end <= q.end
         parts.append(f"<mark>{literal(p.text)}</mark>" if inside else literal(p.text))
+    if shown_to < last:
+        parts.append("…")
     question = ""
     if turn.asked:
-        who = literal(_asker(transcript, turn))
+        who = literal(_asker(transcript, i))
         question = f'<div class="qa-asked"><strong>{who}</strong>: {literal(turn.asked)}</div>'
     return (
-        f'<details class="qa-context"><summary>Show the whole answer in its place</summary>{question}'
+        f'<details class="qa-context"><summary>Show the answer in its place</summary>{question}'
         f'<div class="qa-turn"><strong>{literal(turn.speaker)}</strong>: {" ".join(parts)}</div>'
         f'<a href="{link}#{anchor(q.highlight_start)}" target="_blank">Open in the full transcript</a>'
         "</details>"
     )
 
 
-def _asker(transcript: Transcript, turn) -> str:
-    before = [t for t in transcript.turns if t.end <= turn.start and t.role == "question"]
-    return before[-1].speaker if before else "Interviewer"
+def _asker(transcript: Transcript, i: int) -> str:
+    """Who asked what turn i replies to: the nearest question turn before it or, in a talk with
+    no interviewer, the speaker just before it. Walks back only over replies to the same question."""
+    turns = transcript.turns
+    for j in range(i - 1, -1, -1):
+        if turns[j].role == "question":
+            return turns[j].speaker
+        if turns[j].asked != turns[i].asked:
+            break
+    return turns[i - 1].speaker if i and turns[i - 1].role == "answer" else "Interviewer"
 
 
 def transcript_page(transcript: Transcript) -> str:
@@ -136,20 +156,24 @@ def transcript_page(transcript: Transcript) -> str:
 # --- keeping it ------------------------------------------------------------------------------
 
 
-def citation_text(q: Quote) -> str:
+def citation(q: Quote) -> str:
+    """Who said it, where, in which transcript, and the exact span: the citation of every text output."""
     where = [q.speaker]
     if q.section:
         where.append(f"“{q.section}”")
     if q.time:
         where.append(f"at {q.time}")
     where.append(q.title or q.source)
-    cite = ", ".join(where) + f" ({q.source}, characters {q.start}–{q.end})"
+    return ", ".join(where) + f" ({q.source}, characters {q.start}–{q.end})"
+
+
+def citation_text(q: Quote) -> str:
     asked = f"\nIn reply to: “{q.asked}”" if q.asked else ""
-    return f"“{q.text}”\n— {cite}{asked}"
+    return f"“{q.text}”\n— {citation(q)}{asked}"
 
 
 def conversation_markdown(answers: list[Answer]) -> str:
-    """The whole conversation as Markdown; quotes are kept verbatim inside block quotes."""
+    """The whole conversation as Markdown; each quote line by line inside a block quote."""
     out = ["# Conversation with the interview", ""]
     for a in answers:
         out += [f"## {_md_line(a.question)}", ""]
@@ -158,14 +182,27 @@ def conversation_markdown(answers: list[Answer]) -> str:
         if not a.answered:
             out += ["The interview does not address this question.", ""]
         for q in a.quotes:
-            out += ["> " + line if line else ">" for line in q.text.splitlines()]
-            out += ["", f"— {_md_line(citation_text(q).split(chr(10))[1][2:])}"]
+            out += [f"> {line}" if line else ">" for line in map(_md_escape, q.text.splitlines())]
+            out += ["", f"— {_md_line(citation(q))}"]
             if q.asked:
                 out += ["", f"In reply to: {_md_line(q.asked)}"]
             out.append("")
     return "\n".join(out).rstrip() + "\n"
 
 
+_MD_ANYWHERE = set("\\`*_[]<>&|~")  # can form markup anywhere in a line
+_MD_LINE_START = re.compile(r"[#+\-=]|[0-9]+[.)]")  # can start a block: heading, list, rule
+
+
+def _md_escape(line: str) -> str:
+    """One line that CommonMark shows as written, with no more backslashes than that takes.
+
+    Leading and trailing blanks go: Markdown drops them or reads them as code or a line break."""
+    out = "".join("\\" + c if c in _MD_ANYWHERE else c for c in line.strip())
+    m = _MD_LINE_START.match(out)
+    return out[: m.end() - 1] + "\\" + out[m.end() - 1 :] if m else out
+
+
 def _md_line(text: str) -> str:
-    """Text outside the quotes, escaped so that Markdown shows it as written."""
-    return "".join("\\" + c if c in "\\`*_[]()#+-!|<>~" else c for c in " ".join(text.split()))
+    """Text outside the quotes on one line; a closing run of # would end a heading early."""
+    return re.sub(r"(?<=\s)#+$", lambda m: "\\" + m.group(), _md_escape(" ".join(text.split())))

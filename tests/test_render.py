@@ -1,15 +1,25 @@
 import json
 import re
+import time
 from html import unescape
 
 import pytest
 from conftest import INTERVIEW, FakeEmbedder
 from markdown_it import MarkdownIt
 
+from qa.answer import Answer, Quote
 from qa.engine import Engine
 from qa.feedback import disliked_cases, recheck
-from qa.render import answer_html, context_html, conversation_markdown, literal, transcript_page
-from qa.transcript import parse
+from qa.render import (
+    answer_html,
+    citation,
+    citation_text,
+    context_html,
+    conversation_markdown,
+    literal,
+    transcript_page,
+)
+from qa.transcript import Passage, parse
 
 PAYLOADS = [
     "<img src=x onerror=alert(1)>",
@@ -35,11 +45,11 @@ def test_literal_leaves_nothing_for_html_or_markdown(payload):
 
 def test_answer_html_marks_the_answering_sentence(engine):
     answer = engine.ask("Finland and Sweden are in the process of joining", 2)
-    html = answer_html(answer, engine.texts)
+    html = answer_html(answer)
     assert html.count("<blockquote") == 2 and "<mark>" in html and "qa-best" in html
 
 
-def test_context_shows_the_whole_turn_and_its_question(engine):
+def test_context_shows_the_quote_in_its_turn_and_its_question(engine):
     t = next(iter(engine.transcripts.values()))
     quote = engine.ask("annexation of Crimea in 2014", 1).quotes[0]
     html = context_html(quote, t, "/transcript/interview.txt")
@@ -64,9 +74,8 @@ def test_conversation_markdown_holds_every_quote_verbatim(engine):
     answers = [engine.ask("Is NATO a party to this war?", 3), engine.ask("Who painted the Mona Lisa?"),
                engine.ask("When?", 3, history=["Did Russia annex Crimea?"])]  # fmt: skip
     md = conversation_markdown(answers)
-    for a in answers:
-        for q in a.quotes:
-            assert all(f"> {line}" in md for line in q.text.splitlines() if line)
+    quotes = [q for a in answers for q in a.quotes]
+    assert _blockquote_texts(MarkdownIt().render(md)) == [" ".join(q.text.split()) for q in quotes]
     tokens = MarkdownIt().parse(md)
     assert sum(t.type == "blockquote_open" for t in tokens) == sum(len(a.quotes) for a in answers)
     assert sum(t.type == "heading_open" and t.tag == "h2" for t in tokens) == 3
@@ -84,3 +93,123 @@ def test_disliked_answers_become_cases(engine, tmp_path):
     assert len(cases) == 1 and cases[0].question == "Is NATO a party to this war?"
     result = recheck(engine, cases)
     assert result == [{"question": cases[0].question, "still_disliked": True, "now": shown.quotes[0].text}]
+
+
+# --- citations and the Markdown export, from hand-made quotes --------------------------------
+
+
+def _quote(text: str, **fields) -> Quote:
+    start = 10
+    base = dict(text=text, source="talk.txt", start=start, end=start + len(text), score=0.5,
+                speaker="Ann Lee", section="On work", asked="", title="A talk",
+                highlight_start=start, highlight_end=start + 5, time="00:01:02")  # fmt: skip
+    return Quote(**{**base, **fields})
+
+
+def _blockquote_texts(html: str) -> list[str]:
+    """What each rendered block quote shows, whitespace-normalized."""
+    bodies = re.findall(r"<blockquote>(.*?)</blockquote>", html, re.DOTALL)
+    return [" ".join(unescape(re.sub(r"<[^>]+>", " ", b)).split()) for b in bodies]
+
+
+def test_markdown_cites_a_quote_that_spans_several_lines():
+    q = _quote("We waited.\nThen we left.\n\nThat was all.", asked="What then?")
+    cite = "Ann Lee, “On work”, at 00:01:02, A talk (talk.txt, characters 10–49)"
+    assert citation(q) == cite
+    assert citation_text(q) == f"“{q.text}”\n— {cite}\nIn reply to: “What then?”"
+    md = conversation_markdown([Answer("What then?", True, [q])])
+    assert f"\n— {cite}\n" in md
+    assert "> We waited.\n> Then we left.\n>\n> That was all.\n" in md
+
+
+HOSTILE = [
+    "<img src=x onerror=alert(1)>",
+    "<script>alert(1)</script>",
+    "**bold** and __bold__, *em* and _em_",
+    "> # heading",
+    "[link](javascript:x) and ![img](x.png)",
+    "&lt; &amp; &#60;",
+    "1. item",
+    "2) item",
+    "- item",
+    "+ item",
+    "* item",
+    "---",
+    "Setext above",
+    "===",
+    "| a | b |",
+    "|---|---|",
+    "```",
+    "~~~",
+    "    indented code",
+    "# h1",
+    "###### h6 ##",
+    "`code` and ~~strike~~",
+    "<http://example.com> and <b>tag</b>",
+    "back\\slash at the end\\",
+    "[ref]: http://example.com",
+    "[ref]",
+]
+
+
+def test_markdown_export_shows_hostile_quotes_as_their_literal_text():
+    quotes = [_quote("\n".join(HOSTILE)), *(_quote(line) for line in HOSTILE)]
+    questions = ["# Why <b>x</b> **now**? ##", "[a](javascript:x) - 1. | b |"]
+    answers = [Answer(questions[0], True, quotes[:14]), Answer(questions[1], True, quotes[14:])]
+    md = conversation_markdown(answers)
+    html = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(md)
+    assert set(re.findall(r"<(\w+)", html)) <= {"h1", "h2", "p", "blockquote"}, html
+    assert html.count("<h1>") == 1 and html.count("<h2>") == 2
+    assert _blockquote_texts(html) == [" ".join(q.text.split()) for q in quotes]
+    headings = [unescape(h) for h in re.findall(r"<h2>(.*?)</h2>", html)]
+    assert headings == questions
+
+
+def test_markdown_export_stays_readable():
+    q = _quote("It was (as I said) the end. It's over, isn't it? Yes: 3.5% - not more.")
+    md = conversation_markdown([Answer("Was it (really) over?", True, [q])])
+    assert "\\(" not in md and "\\." not in md and "\\'" not in md and "\\-" not in md
+    assert f"> {q.text}\n" in md and "## Was it (really) over?\n" in md
+
+
+# --- the quote in its place, in long talks ----------------------------------------------------
+
+
+def _quote_of(p: Passage, title: str = "") -> Quote:
+    return Quote(p.text, p.source, p.start, p.end, 0.5, p.speaker, p.section, p.asked, title,
+                 p.start, p.end, p.time, p.role)  # fmt: skip
+
+
+def test_context_of_a_long_turn_shows_only_the_quotes_neighbourhood():
+    sentences = " ".join(f"Sentence number {i} is here." for i in range(2000))
+    t = parse(f"Talk by Ann Lee\n\n- Why?\n\n- {sentences}\n", "talk.txt")
+    answer = max(t.turns, key=lambda turn: len(turn.passages))
+    assert len(answer.passages) == 2000
+    p = t.passages[answer.passages[1000]]
+    html = context_html(_quote_of(p), t, "/transcript/talk.txt")
+    assert len(html.encode()) < 3000
+    assert f"<mark>{literal(p.text)}</mark>" in html
+    assert literal("Sentence number 997 is") in html and literal("Sentence number 1003 is") in html
+    assert literal("Sentence number 995 is") not in html and literal("Sentence number 1005 is") not in html
+    assert html.count("…") == 2 and f'href="/transcript/talk.txt#p-{p.start}"' in html
+    assert "<strong>Interviewer</strong>: Why?" in html
+
+
+def test_context_finds_the_turn_quickly_among_many():
+    def talk(turns: int):
+        text = "".join(f"Host: What about {i}?\nGuest: Answer {i} is here.\n" for i in range(turns // 2))
+        return parse(text, "many.txt")
+
+    def seconds(t, quotes) -> float:
+        began = time.perf_counter()
+        for q in quotes:
+            context_html(q, t, "/transcript/many.txt")
+        return time.perf_counter() - began
+
+    small, large = talk(10), talk(5000)
+    assert len(large.turns) == 5000
+    near_end = [_quote_of(p) for p in large.passages[-1000:]]
+    few = [_quote_of(small.passages[-1 - i % 5]) for i in range(1000)]
+    assert seconds(large, near_end) < 3 * seconds(small, few) + 0.05
+    html = context_html(near_end[-1], large, "/transcript/many.txt")
+    assert literal("Answer 2499 is here.") in html and "<strong>Host</strong>" in html
