@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
+import threading
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from embeddings.model import Embedder
 from qa import answer as answers
 from qa.conversation import resolve
 from qa.retrieve import Hit, Query, Ranker, content_tokens, demote_seen, window_text, windows
-from qa.transcript import Transcript, TranscriptError, find_transcripts, parse, read_text
+from qa.transcript import SUFFIXES, Transcript, TranscriptError, parse, read_text
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = PROJECT / "data"
@@ -66,13 +68,31 @@ def check_k(k: object) -> int:
     return value
 
 
+def file_label(name: str) -> str:
+    """A file name as safe, printable text, reversibly: a byte that is not UTF-8 (which Python
+    reads as a lone surrogate) and a control character become `\\xNN`, a backslash `\\\\`.
+    So one odd name can neither break JSON or a page nor be confused with another."""
+    out = []
+    for c in name:
+        if "\udc80" <= c <= "\udcff":
+            out.append(f"\\x{ord(c) - 0xDC00:02x}")
+        elif c == "\\":
+            out.append("\\\\")
+        elif unicodedata.category(c) in ("Cc", "Cs"):
+            out.append(f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
 def display_path(path: Path) -> str:
     """Relative to the working directory when inside it, else absolute: what users can open."""
-    absolute = path.resolve()
+    absolute = Path(os.path.abspath(path))  # the name given, not where its links lead
     try:
-        return str(absolute.relative_to(Path.cwd().resolve()))
+        shown = str(absolute.relative_to(Path.cwd().resolve()))
     except ValueError:
-        return str(absolute)
+        shown = str(absolute)
+    return file_label(shown)
 
 
 def load_calibration(model_name: str) -> dict[str, float] | None:
@@ -97,26 +117,109 @@ class Report:
     saved: bool = True
 
 
-def load_transcripts(
-    data: Path, log: Callable[[str], None]
-) -> tuple[dict[str, Transcript], list[dict[str, str]]]:
-    """Transcripts keyed by their path inside `data`; broken files are skipped and reported."""
+Stamp = tuple[int, int, int]  # (mtime in ns, size, inode): a cheap sign that a file changed
+
+
+def stamp(path: Path) -> Stamp | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def find_transcripts(data: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The transcript files under a path (the file itself, or every supported file below a
+    folder), and the candidates passed over with why: a FIFO, socket or device (which would
+    block or never end), a broken link or a link loop. Links to files elsewhere are followed:
+    the data folder is the user's own (README, "Files")."""
     data = Path(data)
-    paths = find_transcripts(data)
-    root = data if data.is_dir() else data.parent
-    found, skipped = {}, []
-    for path in paths:
-        key = path.relative_to(root).as_posix()
+    if data.is_file():
+        return [data], []
+    if not data.is_dir():
+        raise TranscriptError(
+            f"{display_path(data)}: no such file or folder; pass --data with a transcript or folder"
+        )
+    found, passed = [], []
+    for p in sorted(data.rglob("*")):
+        if p.suffix.lower() not in SUFFIXES or p.name.startswith("."):
+            continue
         try:
-            found[key] = parse(read_text(path), display_path(path))
+            mode = p.stat().st_mode
+        except OSError as e:
+            if p.is_symlink():
+                passed.append((p, f"a link that leads nowhere ({e.strerror or e})"))
+            continue
+        if stat.S_ISREG(mode):
+            found.append(p)
+        elif not stat.S_ISDIR(mode):
+            passed.append((p, "not a regular file (a pipe, socket or device)"))
+    return found, passed
+
+
+def scan(data: Path) -> tuple[dict[str, Path], list[dict[str, str]]]:
+    """The transcript files under `data` by key (their path inside it, as a `file_label`), and
+    what was passed over with the reason."""
+    data = Path(data)
+    paths, passed = find_transcripts(data)
+    root = data if data.is_dir() else data.parent
+    found = {file_label(p.relative_to(root).as_posix()): p for p in paths}
+    return found, [{"file": display_path(p), "error": why} for p, why in passed]
+
+
+def load_transcripts(
+    data: Path, log: Callable[[str], None], known: dict[str, tuple[Stamp, Transcript]] | None = None
+) -> tuple[dict[str, Path], dict[str, Stamp | None], dict[str, Transcript], list[dict[str, str]]]:
+    """Transcripts keyed by their path inside `data`, with each file's path and stamp; broken
+    files are skipped and reported. A file whose stamp is in `known` is not read again."""
+    data = Path(data)
+    paths, skipped = scan(data)
+    for s in skipped:
+        log(f"warning: skipped {s['file']}: {s['error']}")
+    stamps, found = {}, {}
+    for key, path in paths.items():
+        stamps[key] = stamp(path)
+        if known and key in known and known[key][0] == stamps[key] and stamps[key] is not None:
+            found[key] = known[key][1]
+            continue
+        try:
+            found[key] = parse(read_text(path, display_path(path)), display_path(path))
         except TranscriptError as e:
             if data.is_file():
                 raise
             skipped.append({"file": display_path(path), "error": str(e)})
             log(f"warning: skipped {e}")
     if not found:
-        raise TranscriptError(f"{data}: no readable transcripts (.txt or .md) found")
-    return found, skipped
+        if paths or skipped:
+            raise TranscriptError(
+                f"{display_path(data)}: no readable transcripts; {len(skipped)} file(s) skipped, "
+                "see the warnings above"
+            )
+        raise TranscriptError(
+            f"{display_path(data)}: no transcripts found (.{', .'.join(s[1:] for s in SUFFIXES)})"
+        )
+    return paths, stamps, found, skipped
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One consistent view of the transcripts and their index. A request reads one view from
+    start to end; a refresh builds a new one and swaps it in whole."""
+
+    paths: dict[str, Path]
+    stamps: dict[str, Stamp | None]
+    transcripts: dict[str, Transcript]
+    stored: store.Stored
+    ranker: Ranker
+    report: Report
+    index: object
+    texts: dict[str, str]  # by source, as quotes name it
+    titles: dict[str, str]
+    keys: dict[str, str]  # source -> key
+
+    @property
+    def passages(self) -> list:
+        return self.ranker.passages
 
 
 class Engine:
@@ -132,35 +235,62 @@ class Engine:
     ) -> None:
         self.embedder = embedder or Embedder(model)
         self.log = log
-        self.transcripts, skipped = load_transcripts(Path(data), log)
-        self.report = Report(skipped=skipped)
+        self.data = Path(data)
         self.backend = backend(Path(index_dir), self.embedder.identity)
-        self._open_index(progress)
-        self.passages = [p for t in self.transcripts.values() for p in t.passages]
-        self.texts = {t.source: t.text for t in self.transcripts.values()}
-        self.titles = {t.source: t.title for t in self.transcripts.values()}
-        self.ranker = Ranker(self.passages, self.vectors, self.tokens, self.token_counts, self.index)
+        self._lock = threading.Lock()  # one refresh at a time
+        self.pending: list[str] = []  # files changed on disk and not yet re-indexed
+        self.state = self._load(None, progress)
         self.calibration = load_calibration(self.embedder.name)
         if self.calibration is None:
             log(f"warning: no refusal calibration for {self.embedder.name}; using a generic one "
                 "(run `python -m qa calibrate`)")  # fmt: skip
             self.calibration = FALLBACK_CALIBRATION
 
-    def _open_index(self, progress: bool) -> None:
-        """Reuse the stored vectors of unchanged transcripts; embed only new or changed ones."""
-        model = self.embedder.identity
+    # The current view's parts, for readers that take them one at a time.
+    transcripts = property(lambda self: self.state.transcripts)
+    passages = property(lambda self: self.state.passages)
+    ranker = property(lambda self: self.state.ranker)
+    report = property(lambda self: self.state.report)
+    index = property(lambda self: self.state.index)
+    vectors = property(lambda self: self.state.stored.vectors)
+    tokens = property(lambda self: self.state.stored.tokens)
+    token_counts = property(lambda self: self.state.stored.token_counts)
+    texts = property(lambda self: self.state.texts)
+    titles = property(lambda self: self.state.titles)
+
+    def _load(self, previous: Loaded | None, progress: bool) -> Loaded:
+        """Read the transcripts (again only those whose file changed) and sync their vectors."""
+        known = {k: (previous.stamps[k], t) for k, t in previous.transcripts.items()} if previous else None
+        paths, stamps, transcripts, skipped = load_transcripts(self.data, self.log, known)
+        report = Report(skipped=skipped)
+        old = previous.stored if previous else self._stored()
+        stored = self._sync(transcripts, old, report, progress)
+        passages = [p for t in transcripts.values() for p in t.passages]
+        index = self.backend.searchable(stored.vectors)
+        ranker = Ranker(passages, stored.vectors, stored.tokens, stored.token_counts, index)
+        texts = {t.source: t.text for t in transcripts.values()}
+        titles = {t.source: t.title for t in transcripts.values()}
+        keys = {t.source: k for k, t in transcripts.items()}
+        return Loaded(paths, stamps, transcripts, stored, ranker, report, index, texts, titles, keys)
+
+    def _stored(self) -> store.Stored | None:
         try:
-            old = self.backend.load()
+            return self.backend.load()
         except store.IndexUnusable as e:
             if self.backend.has_files():
                 self.log(f"warning: rebuilding the index: {e}")
-            old = None
+            return None
+
+    def _sync(
+        self, transcripts: dict[str, Transcript], old: store.Stored | None, report: Report, progress: bool
+    ) -> store.Stored:
+        """Reuse the stored vectors of unchanged transcripts; embed only new or changed ones."""
+        model = self.embedder.identity
         old_parts = old.parts() if old else {}
-        hashes = {k: store.sha256_bytes(t.text.encode("utf-8")) for k, t in self.transcripts.items()}
-        spans = {k: windows(t.passages) for k, t in self.transcripts.items()}
-        report = self.report
+        hashes = {k: store.sha256_bytes(t.text.encode("utf-8")) for k, t in transcripts.items()}
+        spans = {k: windows(t.passages) for k, t in transcripts.items()}
         todo = []
-        for key, t in self.transcripts.items():
+        for key, t in transcripts.items():
             entry = old.files.get(key) if old else None
             if entry and (entry.sha256, entry.rows, entry.passages) == (hashes[key], len(spans[key]),
                                                                        len(t.passages)):  # fmt: skip
@@ -168,14 +298,14 @@ class Engine:
             else:
                 (report.changed if entry else report.added).append(key)
                 todo.append(key)
-        report.removed = sorted(set(old.files) - set(self.transcripts)) if old else []
-        texts = [window_text(self.transcripts[k].passages, w) for k in todo for w in spans[k]]
+        report.removed = sorted(set(old.files) - set(transcripts)) if old else []
+        texts = [window_text(transcripts[k].passages, w) for k in todo for w in spans[k]]
         if texts and progress:
             self.log(f"embedding {len(texts)} passages from {len(todo)} transcript(s)…")
         fresh, fresh_tokens, _ = self.embedder.encode_tokens(texts, progress=progress and len(texts) > 64)
         dim = fresh.shape[1] if len(texts) else (old.dim if old else self.embedder.dim)
         vectors, tokens, counts, files, offset = [], [], [], {}, 0
-        for key, t in self.transcripts.items():
+        for key, t in transcripts.items():
             n = len(spans[key])
             if key in todo:
                 vectors.append(fresh[offset : offset + n])
@@ -189,21 +319,44 @@ class Engine:
                 tokens.append(tok)
                 counts.append(c)
             files[key] = store.FileEntry(hashes[key], n, len(t.passages))
-        self.vectors = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
-        self.tokens = np.concatenate(tokens) if tokens else np.zeros((0, dim), np.float16)
-        self.token_counts = np.concatenate(counts) if counts else np.zeros(0, np.int32)
-        self.index = self.backend.searchable(self.vectors)
+        stored = store.Stored(
+            model, dim, files,
+            np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
+            np.concatenate(tokens) if tokens else np.zeros((0, dim), np.float16),
+            np.concatenate(counts) if counts else np.zeros(0, np.int32),
+        )  # fmt: skip
         report.embedded_passages = len(texts)
-        report.passages = len(self.vectors)
+        report.passages = len(stored.vectors)
         if todo or report.removed or old is None:
             try:
-                self.backend.save(
-                    store.Stored(model, dim, files, self.vectors, self.tokens, self.token_counts)
-                )
+                self.backend.save(stored)
             except OSError as e:
                 report.saved = False
                 self.log(f"warning: cannot write the index to {self.backend} ({e.strerror or e}); "
                          "serving from memory, it will be rebuilt on the next start")  # fmt: skip
+        return stored
+
+    def changed(self, state: Loaded | None = None) -> list[str]:
+        """Files added, removed or changed on disk since `state` (default: the current view)."""
+        state = state or self.state
+        try:
+            paths, _ = scan(self.data)
+        except TranscriptError:
+            return sorted(state.stamps)
+        keys = set(paths) | set(state.stamps)
+        return sorted(k for k in keys if k not in paths or state.stamps.get(k) != stamp(paths[k]))
+
+    def refresh(self) -> list[str]:
+        """Re-read the files that changed on disk and re-embed only them; the new view is
+        swapped in whole when it is ready. Returns the keys that changed."""
+        with self._lock:
+            changed = self.changed()
+            if changed:
+                self.pending = changed
+                self.log(f"re-indexing: {', '.join(changed)} changed on disk")
+                self.state = self._load(self.state, progress=False)
+                self.pending = []
+            return changed
 
     @property
     def model_name(self) -> str:
@@ -217,11 +370,14 @@ class Engine:
         vectors, tokens, pieces = self.embedder.encode_tokens([text])
         return Query(text, vectors[0], content_tokens(tokens[0].astype(np.float32), pieces[0]))
 
-    def rank(self, question: str, allowed: np.ndarray | None = None) -> tuple[list[Hit], float]:
+    def rank(
+        self, question: str, allowed: np.ndarray | None = None, state: Loaded | None = None
+    ) -> tuple[list[Hit], float]:
         """Ranked windows and the confidence that the transcripts address the question."""
+        ranker = (state or self.state).ranker
         query = self.query(question)
-        hits, top = self.ranker.search(query, allowed)
-        return hits, self.ranker.confidence(query, self.calibration["alpha"], top=top)
+        hits, top = ranker.search(query, allowed)
+        return hits, ranker.confidence(query, self.calibration["alpha"], top=top)
 
     def ask(
         self, question: object, k: object = 3, source: str | None = None,
@@ -231,33 +387,51 @@ class Engine:
 
         `history` holds the user's earlier questions, oldest first: a follow-up is searched
         together with the question it follows."""
+        state = self.state
         question = clean_question(question)
         k = check_k(k)
-        allowed = self._filter(source, speaker)
+        allowed = self._filter(state, source, speaker)
         earlier = [clean_question(h) for h in history if isinstance(h, str) and h.strip()]
         query = resolve(question, earlier)
-        hits, confidence = self.rank(query, allowed)
+        hits, confidence = self.rank(query, allowed, state)
         if query != question:  # a follow-up: its asker has just read the answer to the one before
-            shown, _ = self.rank(resolve(earlier[-1], earlier[:-1]), allowed)
+            shown, _ = self.rank(resolve(earlier[-1], earlier[:-1]), allowed, state)
             hits = demote_seen(hits, shown[0]) if shown else hits
         answered = bool(hits) and confidence >= self.calibration["threshold"]
-        return answers.build(
-            question, hits, self.passages, self.texts, self.titles, k, answered, confidence,
+        answer = answers.build(
+            question, hits, state.passages, state.texts, state.titles, k, answered, confidence,
             self.model_name, query,
         )  # fmt: skip
+        self._check_current(answer, state)
+        return answer
 
-    def _filter(self, source: str | None, speaker: str | None) -> np.ndarray | None:
+    def _check_current(self, answer: answers.Answer, state: Loaded) -> None:
+        """Quotes are offsets into the files as they were read: a file changed since then is
+        refused (503) until it is re-indexed, never quoted from its old text."""
+        quoted = {q.source for q in [*answer.quotes, answer.closest] if q is not None}
+        for source in sorted(quoted):
+            key = state.keys[source]
+            if stamp(state.paths[key]) != state.stamps[key]:
+                raise QuestionError(
+                    f"{key} changed on disk since it was indexed; it is being re-indexed, "
+                    "ask again in a few seconds",
+                    503,
+                )
+
+    def _filter(self, state: Loaded, source: str | None, speaker: str | None) -> np.ndarray | None:
         if not source and not speaker:
             return None
-        allowed = np.ones(len(self.passages), dtype=bool)
+        passages = state.passages
+        allowed = np.ones(len(passages), dtype=bool)
         if source:
-            names = {t.source for t in self.transcripts.values()}
-            match = {t.source for k, t in self.transcripts.items() if source in (k, t.source, t.title)}
+            names = {t.source for t in state.transcripts.values()}
+            match = {t.source for k, t in state.transcripts.items() if source in (k, t.source, t.title)}
             if not match:
                 raise QuestionError(f"unknown source {source!r}; loaded: {', '.join(sorted(names))}")
-            allowed &= np.array([p.source in match for p in self.passages])
+            allowed &= np.array([p.source in match for p in passages])
         if speaker:
-            if speaker not in self.speakers:
-                raise QuestionError(f"unknown speaker {speaker!r}; known: {', '.join(self.speakers)}")
-            allowed &= np.array([p.speaker == speaker for p in self.passages])
+            speakers = sorted({s for t in state.transcripts.values() for s in t.speakers})
+            if speaker not in speakers:
+                raise QuestionError(f"unknown speaker {speaker!r}; known: {', '.join(speakers)}")
+            allowed &= np.array([p.speaker == speaker for p in passages])
         return allowed

@@ -8,10 +8,58 @@ quote. (What the right quote is, the user did not say; adding it as gold makes i
 from __future__ import annotations
 
 import json
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from qa.answer import Answer
 from qa.engine import Engine, QuestionError
+
+MAX_RECORD_BYTES = 64_000  # one verdict with its question, history and quotes
+MAX_FILE_BYTES = 20_000_000  # the file stops growing here (about 10,000 verdicts)
+VERDICTS = {True: True, False: False, "Like": True, "Dislike": False, "": None, None: None}
+
+
+def verdict(liked: object) -> bool | None:
+    """A like (True), a dislike (False) or a withdrawn one (None); anything else is not a
+    verdict and raises ValueError: the chat's like event can be called by any client."""
+    try:
+        return VERDICTS[liked]  # type: ignore[index]
+    except (KeyError, TypeError):
+        raise ValueError(f"not a verdict: {str(liked)[:40]!r}") from None
+
+
+def record(answer: Answer, liked: bool | None, history: list[str]) -> dict:
+    """One line of the feedback file: the verdict with the question, its history and quotes."""
+    return {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "liked": liked, "history": history,
+            **answer.to_dict()}  # fmt: skip
+
+
+class FeedbackLog:
+    """The append-only JSONL file of verdicts, with a cap on each record and on the file."""
+
+    def __init__(self, path: Path, max_bytes: int = MAX_FILE_BYTES) -> None:
+        self.path, self.max_bytes = Path(path), max_bytes
+        self._lock = threading.Lock()
+
+    def append(self, entry: dict) -> str:
+        """Write one record; returns "" or why it was not written."""
+        line = json.dumps(entry, ensure_ascii=False) + "\n"
+        size = len(line.encode("utf-8"))
+        if size > MAX_RECORD_BYTES:
+            return f"record of {size} bytes is over the {MAX_RECORD_BYTES} limit"
+        with self._lock:
+            try:
+                used = self.path.stat().st_size if self.path.exists() else 0
+                if used + size > self.max_bytes:
+                    return f"{self.path} is full ({used} bytes of {self.max_bytes})"
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.path, "a", encoding="utf-8") as f:
+                    f.write(line)
+            except OSError as e:
+                return f"cannot write {self.path} ({e.strerror or e})"
+        return ""
 
 
 @dataclass

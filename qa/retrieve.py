@@ -28,6 +28,7 @@ from qa.transcript import QUESTION, Passage
 
 MAX_SENTENCES = 3  # a window is 1 to this many adjacent sentences of one turn
 MAX_WINDOW_CHARS = 400  # a longer run of sentences is not one quote: its sentences still are
+MAX_ASKED_CHARS = 1000  # of the question a window answers, as its lexical context
 CANDIDATES = 64  # per signal (dense, BM25); their union, with its single sentences, is scored
 WEIGHTS = {"dense": 1.0, "maxsim": 1.0, "lexical": 0.5}  # of the z-scores (bench/tune.py, README)
 PREFER_ANSWER = 1.2  # in z-units, taken off an interviewer's window (bench/tune.py)
@@ -119,8 +120,11 @@ def window_text(passages: Sequence[Passage], w: Window) -> str:
 
 
 def _context(passages: Sequence[Passage], w: Window) -> str:
+    """What BM25 reads for a window. Of a long question only its end, where the asking is: a
+    window of a turn that replies to a long talk would otherwise carry the whole talk."""
     p = passages[w.first]
-    return " ".join([p.speaker, p.asked, p.section, *(q.text for q in passages[w.first : w.last + 1])])
+    asked = p.asked[-MAX_ASKED_CHARS:]
+    return " ".join([p.speaker, asked, p.section, *(q.text for q in passages[w.first : w.last + 1])])
 
 
 class Bm25:

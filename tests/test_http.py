@@ -1,6 +1,8 @@
 """app.py as a real process: the JSON routes beside the chat."""
 
 import json
+import os
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -154,3 +156,120 @@ def test_full_transcript_view(server):
             raise AssertionError(path)
         except urllib.error.HTTPError as e:
             assert e.code == 404
+
+
+def request(url: str, method: str = "GET", headers: dict | None = None):
+    req = urllib.request.Request(url, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read().decode("utf-8", "replace"), {k.lower(): v for k, v in r.headers.items()}
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace"), {k.lower(): v for k, v in e.headers.items()}
+
+
+@pytest.mark.parametrize("path", ["/", "/api/ask?q=NATO", "/transcript/interview.txt", "/config", "/healthz"])
+def test_another_host_name_is_refused(server, path):
+    """DNS rebinding: a page at evil.example whose name points at 127.0.0.1 gets nothing."""
+    for host in ["evil.example", "evil.example:7860", "127.0.0.1.evil.example"]:
+        status, body, _ = request(server + path, headers={"Host": host})
+        assert status == 403 and "host" in json.loads(body)["error"], (host, path, status)
+    port = server.rsplit(":", 1)[1]
+    for host in [f"127.0.0.1:{port}", f"localhost:{port}", "[::1]"]:
+        assert request(server + path, headers={"Host": host})[0] == 200, host
+
+
+def test_forwarded_headers_are_not_believed(server):
+    status, page, _ = request(server + "/", headers={"X-Forwarded-Host": "evil.example",
+                                                     "X-Forwarded-Proto": "https"})  # fmt: skip
+    assert status == 200 and "evil.example" not in page
+
+
+@pytest.mark.parametrize(
+    "method, path, status",
+    [("HEAD", "/healthz", 200), ("HEAD", "/api/ask?q=NATO", 200), ("POST", "/api/ask?q=NATO", 405),
+     ("DELETE", "/api/ask", 405)],
+)  # fmt: skip
+def test_methods(server, method, path, status):
+    code, body, headers = request(server + path, method)
+    assert code == status
+    if status == 405:
+        assert "GET" in headers["allow"] and "GET /api/ask" in json.loads(body)["error"]
+
+
+def test_an_unknown_conversation_export_is_404(server):
+    status, body, _ = request(server + "/conversation/" + "0" * 32 + ".md")
+    assert status == 404 and "no such conversation" in json.loads(body)["error"]
+
+
+# --- a folder that changes under the running app ------------------------------------------------
+
+PODCAST = """Tom Hale: Welcome, Lena. Why did you move to Baku?
+Lena Berg: I moved for the port project. The Caspian trade was growing fast.
+Tom Hale: How many hives does your neighbour keep?
+Lena Berg: He keeps forty hives on the hill behind the port.
+"""
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("live")
+    data = tmp / "data"
+    data.mkdir()
+    (data / "interview.txt").write_bytes(INTERVIEW.read_bytes())
+    with open(os.fsencode(data) + b"/caf\xe9 notes.txt", "w", encoding="utf-8") as f:
+        f.write(PODCAST)
+    for url in serve(tmp, "--data", str(data), "--watch", "1"):
+        yield url, data
+
+
+def test_a_file_name_that_is_not_utf8_breaks_nothing(live):
+    url, _ = live
+    for path in ["/", "/config", "/api/ask?q=How+many+hives", "/healthz"]:
+        assert request(url + path)[0] == 200, path
+    status, body = get(url + "/api/ask?q=How+many+hives+does+the+neighbour+keep%3F")
+    assert status == 200 and body["quotes"][0]["source"].endswith("caf\\xe9 notes.txt")
+    key = urllib.parse.quote("caf\\xe9 notes.txt")
+    assert request(url + "/transcript/" + key)[0] == 200
+
+
+def test_an_edit_while_serving_is_never_quoted_stale(live):
+    url, data = live
+    path = data / "interview.txt"
+    question = "/api/ask?q=Which+countries+are+joining+NATO%3F&k=5"
+    original = read_exact(path)
+    path.write_text("Corrected transcript.\n\n" + original.replace("Finland", "Findland"),
+                    encoding="utf-8", newline="")  # fmt: skip
+    deadline, fresh = time.monotonic() + 30, False
+    while time.monotonic() < deadline and not fresh:
+        status, body = get(url + question)
+        assert status in (200, 503), body
+        if status == 200:
+            now = read_exact(path)
+            for q in body["quotes"]:
+                assert now[q["start"] : q["end"]] == q["text"]  # never the old offsets
+            fresh = "Findland" in body["quotes"][0]["text"]
+        else:
+            assert "changed on disk" in body["error"]
+        time.sleep(0.2)
+    assert fresh, "not re-indexed within 30 s"
+    assert get(url + "/healthz")[1]["status"] == "ok"
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory):
+    yield from serve(tmp_path_factory.mktemp("locked"), "--auth", "ana:s3cret pass")
+
+
+def test_with_auth_the_json_routes_want_it_too(locked):
+    import base64
+
+    for path in ["/api/ask?q=NATO", "/transcript/interview.txt", "/conversation/" + "0" * 32 + ".md"]:
+        status, body, headers = request(locked + path)
+        assert status == 401 and "sign in" in json.loads(body)["error"]
+        assert headers["www-authenticate"].lower().startswith("basic")
+        wrong = base64.b64encode(b"ana:wrong").decode()
+        assert request(locked + path, headers={"Authorization": f"Basic {wrong}"})[0] == 401
+    right = {"Authorization": "Basic " + base64.b64encode(b"ana:s3cret pass").decode()}
+    status, body, _ = request(locked + "/api/ask?q=NATO", headers=right)
+    assert status == 200 and "quotes" in json.loads(body)
+    assert request(locked + "/healthz")[0] == 200  # says only that it is up
