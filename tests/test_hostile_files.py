@@ -187,3 +187,18 @@ def test_replies_to_a_long_talk_do_not_each_carry_it(tmp_path):
     e = engine(path, tmp_path)
     assert time.perf_counter() - t0 < 20
     assert e.passages[-1].asked.endswith("What do you make of it?")
+
+
+def test_a_byte_order_mark_keeps_the_speakers_as_they_are(tmp_path):
+    path = tmp_path / "bees.txt"
+    path.write_text(
+        "\ufeffSmith: How many hives do you keep, Mr Jones?\n"
+        "Jones: I keep forty hives on the hill behind the farm.\n"
+        "Smith: When do you harvest the honey?\n"
+        "Jones: We harvest in late August, before the heather blooms.\n",
+        encoding="utf-8",
+    )
+    e = engine(path, tmp_path)
+    best = e.ask("How many hives does Jones keep?").quotes[0]
+    assert best.speaker == "Jones" and "forty hives" in best.text
+    assert best.asked == "How many hives do you keep, Mr Jones?"
