@@ -2,17 +2,14 @@
 
 import json
 import os
-import sys
 import time
 import tracemalloc
 
 import pytest
 from conftest import INTERVIEW, FakeEmbedder, read_exact
 
+from bench.long_talk import srt
 from qa.engine import Engine, QuestionError, file_label
-
-sys.path.insert(0, str(INTERVIEW.parent.parent / "bench"))
-from long_talk import srt  # noqa: E402
 
 PODCAST = """Tom Hale: Welcome, Lena. Why did you move to Baku?
 Lena Berg: I moved for the port project. The Caspian trade was growing fast.
