@@ -10,6 +10,7 @@ import html
 import ipaddress
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -24,20 +25,50 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 EXIT_USAGE = 2
 ALL = "All"  # the filter value that filters nothing
+POINTING_BACK = {"this", "these", "those", "it", "they", "them", "he", "she", "him", "her"}
+MAX_EXAMPLE_CHARS = 200  # an example question is shown whole, on a button that wraps
+MAX_UPLOAD = 5_000_000  # bytes per file added from the page (qa.uploads.MAX_BYTES)
 QUEUE_MAX = int(os.environ.get("QA_QUEUE_MAX", "64"))  # chat requests waiting beyond this get 503
 
 CSS = """
-.qa-quote { border-left: 4px solid #2563eb; margin: 0.25em 0; padding: 0.4em 0.8em;
+#intro h1 { margin: 0 0 0.2em; font-size: 1.5em; }
+#intro p { margin: 0; }
+.qa-answer { scroll-margin-top: 3.5em; }
+.qa-quote { border-left: 4px solid #1d4ed8; margin: 0.25em 0; padding: 0.4em 0.8em;
             background: rgba(37, 99, 235, 0.06); font-size: 1.02em; }
-.qa-quote:not(.qa-best) { border-left-color: #94a3b8; font-size: 0.95em; }
-.qa-quote mark { background: #fde68a; color: inherit; padding: 0 0.1em; }
-.qa-cite { font-size: 0.9em; margin-bottom: 0.2em; }
-.qa-score { color: #64748b; font-size: 0.85em; margin-left: 0.4em; }
-.qa-asked { font-size: 0.85em; color: #475569; margin-bottom: 0.8em; }
-.qa-more, .qa-low { font-size: 0.85em; font-weight: 600; color: #475569; margin-top: 0.6em; }
-.qa-refusal { padding: 0.4em 0; }
-.qa-searched { font-size: 0.85em; font-style: italic; color: #475569; margin-bottom: 0.4em; }
+.qa-quote:not(.qa-best) { border-left-color: #64748b; font-size: 0.97em; }
+.qa-quote mark { background: #fde68a; color: #111827; padding: 0 0.1em; }
+.qa-cite { font-size: 0.92em; margin-bottom: 0.2em; }
+.qa-asked, .qa-searched { font-size: 0.9em; color: #374151; margin-bottom: 0.6em; }
+.qa-searched { font-style: italic; }
+.qa-answer details > summary { cursor: pointer; font-size: 0.92em; font-weight: 600; color: #1e3a8a;
+                               margin: 0.4em 0; }
+.qa-refusal, .qa-note { padding: 0.3em 0; }
+.dark .qa-quote { border-left-color: #93c5fd; background: rgba(147, 197, 253, 0.1); }
+.dark .qa-quote:not(.qa-best) { border-left-color: #94a3b8; }
+.dark .qa-quote mark { background: #854d0e; color: #ffffff; }
+.dark .qa-asked, .dark .qa-searched { color: #d1d5db; }
+.dark .qa-answer details > summary { color: #bfdbfe; }
+#question textarea:focus-visible, #chat [tabindex]:focus-visible, .qa-download:focus-visible,
+button:focus-visible, summary:focus-visible { outline: 3px solid #2563eb; outline-offset: 2px; }
+.qa-download { display: inline-block; padding: 0.35em 0.8em; border: 1px solid currentColor;
+               border-radius: 6px; text-decoration: none; font-size: 0.9em; }
+.qa-example { white-space: normal !important; text-align: left !important; }
+#copy textarea { opacity: 1 !important; color: inherit !important; -webkit-text-fill-color: currentColor; }
 """
+
+# After an answer: show the newest message from its top (the chat would otherwise sit at its
+# bottom), and let the keyboard scroll the chat.
+SHOW_NEWEST = """() => { setTimeout(() => {
+    const all = document.querySelectorAll('#chat .qa-answer, #chat .qa-note');
+    if (all.length) all[all.length - 1].scrollIntoView({block: 'start'});
+}, 80); }"""
+ON_LOAD = """() => {
+    const box = document.querySelector('#chat [role="log"]') || document.querySelector('#chat .bubble-wrap');
+    if (box) { box.setAttribute('tabindex', '0'); box.setAttribute('aria-label', 'Conversation'); }
+    const q = document.querySelector('#question textarea');
+    if (q) q.focus();
+}"""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,6 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="where likes and dislikes are appended (default: INDEX_DIR/feedback.jsonl)",
     )
+    p.add_argument("--uploads", type=Path, default=None,
+                   help="where transcripts added from the page go (default: INDEX_DIR/uploads)")  # fmt: skip
     p.add_argument("--mcp", action="store_true", help="also serve the ask function as an MCP tool")
     p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                    help="a host name the app may be reached by, besides localhost and IP "
@@ -83,33 +116,64 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def examples(engine, n: int = 4) -> list[str]:
-    """Example questions taken from the interviewers' own questions, one per section."""
-    seen, out = set(), []
-    for p in engine.passages:
-        words = p.text.split()
-        named = any(w[0].isupper() for w in words[1:])
-        if p.role == "question" and p.text.endswith("?") and 7 <= len(words) and named and len(p.text) <= 110:
-            if (p.source, p.section) not in seen:
-                seen.add((p.source, p.section))
-                out.append(p.text)
-    return out[:n]
+def examples(engine, per_transcript: int = 6) -> list[str]:
+    """Questions that show what a good answer looks like: the interviewers' own questions that
+    stand alone (no "this" or "it" pointing back) and are short enough to show whole, kept only
+    when the interview answers them with someone's reply, not with the question said back."""
+    out = []
+    for t in engine.transcripts.values():
+        found = []
+        for p in t.passages:
+            words = set(re.findall(r"[a-z']+", p.text.lower()))
+            if p.role != "question" or not p.text.endswith("?") or words & POINTING_BACK:
+                continue
+            if not 15 <= len(p.text) <= MAX_EXAMPLE_CHARS or p.text in found:
+                continue
+            try:
+                answer = engine.ask(p.text, 1, source=t.source)
+            except Exception:  # noqa: BLE001 - an example is a nicety: never stop the app for one
+                continue
+            best = answer.quotes[0] if answer.answered else None
+            if best and best.role != "question" and p.text not in best.text:
+                found.append(p.text)
+            if len(found) >= per_transcript:
+                break
+        out += found
+    return out
 
 
-def describe(engine) -> str:
+def intro(engine) -> str:
+    """One line on what this is and who speaks; the rest goes in About."""
+    from qa.render import literal
+
+    transcripts = list(engine.transcripts.values())
+    if len(transcripts) == 1:
+        t = transcripts[0]
+        what = f"<strong>{literal(t.title)}</strong> ({', '.join(literal(s) for s in t.speakers)})"
+    else:
+        what = f"{len(transcripts)} transcripts (listed under About)"
+    return (
+        "<h1>Ask the interview</h1><p>Ask in your own words: the answer is the speakers' own words, "
+        f"quoted verbatim, never generated. Loaded: {what}.</p>"
+    )
+
+
+def about(engine) -> str:
     from qa.render import literal
 
     items = []
     for t in engine.transcripts.values():
         speakers = ", ".join(literal(s) for s in t.speakers)
         sections = len({p.section for p in t.passages if p.section})
-        items.append(f"<li><strong>{literal(t.title)}</strong> — {speakers}; "
+        items.append(f"<li><strong>{literal(t.title)}</strong> ({literal(t.source)}): {speakers}; "
                      f"{sections} sections, {len(t.passages)} sentences</li>")  # fmt: skip
     return (
-        "<p>Ask a question in your own words. Every answer is made of the interview's own "
-        "sentences, quoted verbatim with who said them, where and in reply to what; "
-        "nothing is generated. When the interview does not address a question, it says so.</p>"
-        f"<ul>{''.join(items)}</ul><p class='qa-model'>Model: {literal(engine.model_name)}</p>"
+        "<p>Every answer is made of the transcripts' own sentences, quoted verbatim with who said "
+        "them, in which section and in reply to which question; the sentence that answers is "
+        "highlighted. When the transcripts do not address a question, the chat says so and quotes "
+        "nothing as an answer. A short follow-up (\u201cWhen?\u201d) is searched together with the "
+        f"question before it.</p><ul>{''.join(items)}</ul>"
+        f"<p>Model: {literal(engine.model_name)}, running on this machine; nothing leaves it.</p>"
     )
 
 
@@ -147,7 +211,7 @@ def choices(engine) -> tuple:
     import gradio as gr
 
     titles = [t.title for t in engine.transcripts.values()]
-    return (gr.Dropdown(choices=[ALL, *titles], interactive=len(titles) > 1),
+    return (gr.Dropdown(choices=[ALL, *titles], visible=len(titles) > 1),
             gr.Dropdown(choices=[ALL, *engine.speakers]))  # fmt: skip
 
 
@@ -184,11 +248,32 @@ class Exports:
                 'download="conversation.md">Download the conversation (Markdown)</a>')  # fmt: skip
 
 
+def theme():
+    """Gradio's default look, with a primary colour that white text can be read on (>= 4.5:1)."""
+    import gradio as gr
+
+    return gr.themes.Default(
+        primary_hue="blue",
+        font=["system-ui", "Segoe UI", "Helvetica", "Arial", "sans-serif"],
+        font_mono=["ui-monospace", "Menlo", "Consolas", "monospace"],
+    ).set(
+        button_primary_background_fill="#1d4ed8",
+        button_primary_background_fill_hover="#1e40af",
+        button_primary_background_fill_dark="#1d4ed8",
+        button_primary_background_fill_hover_dark="#1e40af",
+        button_primary_text_color="#ffffff",
+        button_primary_text_color_dark="#ffffff",
+    )
+
+
 def build_ui(engine, feedback, exports: Exports, mcp: bool = False):
     import gradio as gr
 
+    from qa.conversation import small_talk
     from qa.engine import QuestionError
-    from qa.render import answer_html, citation_text, context_html, literal
+    from qa.render import answer_html, answer_text, context_html, literal
+
+    shown_examples = examples(engine)
 
     def context(quote) -> str:
         state = engine.state
@@ -198,11 +283,21 @@ def build_ui(engine, feedback, exports: Exports, mcp: bool = False):
         link = "/transcript/" + urllib.parse.quote(key)
         return context_html(quote, state.transcripts[key], link)
 
+    def note(text: str) -> dict:
+        return {"role": "assistant", "content": f'<div class="qa-note">{literal(text)}</div>'}
+
     def respond(message: str, history: list[dict], source: str = ALL, speaker: str = ALL,
                 kept: list | None = None):  # fmt: skip
         """One chat turn; the user's earlier questions come from the chat's own history, so a
         cleared chat or a new client starts a new conversation. `kept` holds the answers."""
         history, kept = list(history or []), list(kept or [])
+        talk = small_talk(message) if isinstance(message, str) else ""
+        if talk:
+            hint = f" For example: \u201c{shown_examples[0]}\u201d" if shown_examples else ""
+            reply = "Hello." if talk == "greeting" else "You are welcome."
+            history.append({"role": "user", "content": literal(message.strip())})
+            history.append(note(f"{reply} Ask a question about the interview in your own words.{hint}"))
+            return "", history, kept + [None]
         asked = [_text(m) for m in history if m.get("role") == "user"]
         try:
             answer = engine.ask(message, 3, None if source == ALL else source,
@@ -211,20 +306,19 @@ def build_ui(engine, feedback, exports: Exports, mcp: bool = False):
             if isinstance(message, str) and message.strip():
                 shown = message if len(message) <= 300 else message[:300] + "…"
                 history.append({"role": "user", "content": literal(shown)})
-            history.append({"role": "assistant", "content": literal(str(e))})
+            history.append(note(str(e)))
             return "", history, kept + [None]
         history.append({"role": "user", "content": literal(answer.question)})
         history.append({"role": "assistant", "content": answer_html(answer, context)})
         return "", history, kept + [answer]
 
     def keep(kept: list | None, token: str):
-        """The latest best quote to copy, and the link that downloads the whole conversation."""
+        """The latest answer as text to copy, and the link that downloads the conversation."""
         answers = [a for a in kept or [] if a is not None]
         exports.put(token, answers)
         if not answers:
             return "", ""
-        best = answers[-1].quotes[0] if answers[-1].quotes else None
-        return (citation_text(best) if best else ""), exports.link(token) if token else ""
+        return answer_text(answers[-1]), exports.link(token) if token else ""
 
     def judge(data: gr.LikeData, history: list[dict], kept: list | None) -> None:
         """Append the verdict with the question and its quotes to the feedback file."""
@@ -233,63 +327,109 @@ def build_ui(engine, feedback, exports: Exports, mcp: bool = False):
         if why:
             print(f"warning: feedback not kept: {why}", file=sys.stderr)
 
+    def add(files: list | None):
+        """Transcripts dropped on the page: checked, stored under names of our own, indexed
+        alone while the chat keeps answering from what is already indexed."""
+        from qa.uploads import MAX_BYTES, save_all
+
+        named = []
+        for f in files or []:
+            path = Path(f if isinstance(f, str) else getattr(f, "name", ""))
+            name = path.name
+            try:
+                if path.stat().st_size > MAX_BYTES:
+                    named.append((name, b"x" * (MAX_BYTES + 1)))  # refused by size, unread
+                else:
+                    named.append((name, path.read_bytes()))
+            except OSError:
+                named.append((name, b""))
+            finally:
+                path.unlink(missing_ok=True)  # Gradio's copy: the kept one is ours
+        if not named:
+            yield "", None
+            return
+        yield f"Checking {len(named)} file(s)…", None
+        saved, errors = save_all(engine.uploads, named)
+        problems = "".join(f"\n- {literal(e)}" for e in errors)
+        if saved:
+            yield f"Indexing {len(saved)} file(s); the chat keeps answering meanwhile…{problems}", None
+            try:
+                engine.refresh()
+            except Exception as e:  # noqa: BLE001 - the page says so; the last index keeps serving
+                yield f"Indexing failed: {literal(str(e))}{problems}", None
+                return
+        kept_paths = {p.resolve() for p in saved}
+        names = [
+            t.title for k, t in engine.transcripts.items() if engine.state.paths[k].resolve() in kept_paths
+        ]
+        added = "".join(f"\n- **{literal(n)}**" for n in names)
+        head = f"Added, and searchable now:{added}" if saved else "Nothing was added."
+        yield f"{head}{chr(10) + chr(10) + 'Not added:' + problems if errors else ''}", None
+
     with gr.Blocks(title="Ask the interview", analytics_enabled=False) as demo:
-        gr.HTML(f"<h1>Ask the interview</h1>{describe(engine)}")
+        gr.HTML(intro(engine), elem_id="intro")
         chat = gr.Chatbot(
-            label="Quoted answers",
-            height=640,
+            label="Conversation",
+            height="52vh",
+            min_height=240,
+            autoscroll=False,
             sanitize_html=True,
             render_markdown=True,
             latex_delimiters=[],
-            buttons=["copy", "copy_all"],
+            buttons=[],
             feedback_options=("Like", "Dislike"),
             elem_id="chat",
         )
         kept = gr.State([])
         token = gr.State("")  # names this conversation's export; set when the page loads
-        with gr.Row():
-            box = gr.Textbox(
-                placeholder="Ask about the interview, e.g. what NATO thinks of …",
-                show_label=False,
-                scale=8,
-                elem_id="question",
-                max_lines=4,
-            )
-            send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
-        shown = gr.Examples(
-            examples=[[e] for e in examples(engine)],
-            inputs=[box],
-            label="Example questions (from the interviewer)",
-        )
-        with gr.Row():
+        with gr.Row(equal_height=True):
+            box = gr.Textbox(label="Your question", placeholder="Ask about the interview", autofocus=True,
+                             max_lines=4, scale=8, elem_id="question")  # fmt: skip
+            send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="ask")
+        with gr.Row(elem_id="examples"):
+            example_buttons = [gr.Button(q, size="sm", elem_classes=["qa-example"]) for q in shown_examples]
+        with gr.Row(equal_height=True):
+            fresh = gr.Button("New conversation", size="sm", elem_id="new", scale=0, min_width=160)
+            download = gr.HTML("", elem_id="export")
+        copy = gr.Textbox(label="The latest answer as text (quotes with their citations)", lines=3,
+                          max_lines=8, interactive=False, buttons=["copy"], elem_id="copy")  # fmt: skip
+        with gr.Accordion("Only some interviews or speakers", open=False):
             titles = [t.title for t in engine.transcripts.values()]
-            source = gr.Dropdown(
-                [ALL, *titles],
-                value=ALL,
-                label="Only this interview",
-                elem_id="source",
-                interactive=len(titles) > 1,
-            )
+            source = gr.Dropdown([ALL, *titles], value=ALL, label="Only this interview", elem_id="source",
+                                 visible=len(titles) > 1)  # fmt: skip
             speaker = gr.Dropdown([ALL, *engine.speakers], value=ALL, label="Only this speaker",
                                   elem_id="speaker")  # fmt: skip
-        with gr.Row():
-            copy = gr.Textbox(label="Best quote with its citation", buttons=["copy"], lines=3,
-                              interactive=False, elem_id="copy", scale=4)  # fmt: skip
-            download = gr.HTML("", elem_id="export", scale=1)
+        with gr.Accordion(
+            "Add your own transcripts", open=False, elem_id="add", visible=bool(engine.uploads)
+        ):
+            upload = gr.File(label="Transcripts: .txt, .md, .vtt or .srt, up to 5 MB each",
+                             file_count="multiple", file_types=[".txt", ".md", ".vtt", ".srt"],
+                             elem_id="upload")  # fmt: skip
+            status = gr.Markdown("", elem_id="upload-status")
+        with gr.Accordion("About", open=False, elem_id="about"):
+            gr.HTML(about(engine))
         inputs, outputs = [box, chat, source, speaker, kept], [box, chat, kept]
-        demo.load(exports.new, None, [token], api_visibility="private")
+        demo.load(exports.new, None, [token], api_visibility="private", js=ON_LOAD)
         demo.load(lambda: choices(engine), None, [source, speaker], api_visibility="private")
-        shown.load_input_event.then(respond, inputs, outputs, api_visibility="private").then(
-            keep, [kept, token], [copy, download], api_visibility="private"
-        )
-        for trigger in (box.submit, send.click):
-            trigger(respond, inputs, outputs, api_name="ask" if trigger == box.submit else False).then(
-                keep, [kept, token], [copy, download], api_visibility="private"
+
+        def answered(event) -> None:
+            event.then(keep, [kept, token], [copy, download], api_visibility="private").then(
+                None, None, None, js=SHOW_NEWEST
             )
+
+        for trigger in (box.submit, send.click):
+            answered(trigger(respond, inputs, outputs, api_name="ask" if trigger == box.submit else False))
+        for button, question in zip(example_buttons, shown_examples, strict=True):
+            asks = button.click(lambda h, s, sp, k, q=question: respond(q, h, s, sp, k),
+                                [chat, source, speaker, kept], outputs, api_visibility="private")  # fmt: skip
+            answered(asks)
         chat.like(judge, [chat, kept], None, api_visibility="private")
-        chat.clear(lambda: [], None, [kept], api_visibility="private").then(
-            keep, [kept, token], [copy, download], api_visibility="private"
+        upload.upload(add, [upload], [status, upload], api_visibility="private").then(
+            lambda: choices(engine), None, [source, speaker], api_visibility="private"
         )
+        fresh.click(lambda: ([], [], ""), None, [chat, kept, box], api_visibility="private").then(
+            keep, [kept, token], [copy, download], api_visibility="private"
+        ).then(None, None, None, js="() => document.querySelector('#question textarea')?.focus()")
         if mcp:
 
             def ask_interview(question: str, k: int = 3, history: list[str] | None = None) -> dict:
@@ -449,13 +589,9 @@ def build_app(
 
     demo = build_ui(engine, FeedbackLog(feedback), exports, mcp)
     demo.queue(max_size=QUEUE_MAX, default_concurrency_limit=2)
-    theme = gr.themes.Default(
-        font=["system-ui", "Segoe UI", "Helvetica", "Arial", "sans-serif"],
-        font_mono=["ui-monospace", "Menlo", "Consolas", "monospace"],
-    )
     app = gr.mount_gradio_app(
-        api, demo, path="/", ssr_mode=False, auth=auth, theme=theme, css=CSS,
-        footer_links=[], mcp_server=mcp,
+        api, demo, path="/", ssr_mode=False, auth=auth, theme=theme(), css=CSS,
+        footer_links=[], mcp_server=mcp, max_file_size=MAX_UPLOAD,
     )  # fmt: skip
     gradio_app = next(r.app for r in api.routes if getattr(r, "path", None) == "")
     return HostGuard(app, allowed_hosts, trust_forwarded)
@@ -491,6 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     from embeddings.model import ModelError
     from qa.engine import Engine
     from qa.transcript import TranscriptError
+    from qa.uploads import default_folder
 
     auth = None
     if args.auth:
@@ -503,10 +640,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: binding {args.host} exposes the app beyond this machine"
               + ("" if auth else "; consider --auth user:password"), file=sys.stderr)  # fmt: skip
     try:
-        engine = Engine(args.data, args.index_dir, args.model)
+        uploads = args.uploads or default_folder(args.index_dir)
+        engine = Engine(args.data, args.index_dir, args.model, uploads=uploads)
     except (TranscriptError, ModelError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    # Gradio keeps each file sent from the page until `add` has read it: in our folder, not /tmp.
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(args.index_dir).resolve() / "incoming"))
     app = build_app(engine, auth, args.feedback or args.index_dir / "feedback.jsonl", args.mcp,
                     [*args.allowed_host, args.host], args.trust_forwarded)  # fmt: skip
     if args.watch > 0:

@@ -91,9 +91,13 @@ def model_names(value: str | None) -> list[str | None]:
 
 
 def _engine(args: argparse.Namespace, progress: bool = True):
+    """The engine over --data and the transcripts added from the page, as the app sees them."""
     from qa.engine import Engine
+    from qa.uploads import default_folder
 
-    return Engine(args.data, args.index_dir, args.model, progress=progress)
+    return Engine(
+        args.data, args.index_dir, args.model, progress=progress, uploads=default_folder(args.index_dir)
+    )
 
 
 def render(answer) -> str:

@@ -48,3 +48,24 @@ def _join(question: str, previous: str) -> str:
         # Only the latest question the chain rests on: older ones are already inside it.
         return f"{question} {previous}"
     return question
+
+
+_GREETING = re.compile(
+    r"(?:hello|hi|hey|hiya|howdy|greetings|good (?:morning|afternoon|evening|day))"
+    r"(?: there| all| everyone| again)?"
+)
+_THANKS = re.compile(
+    r"(?:(?:ok|okay|great|cool|perfect|nice|fine|good)(?: then)? ?)?"
+    r"(?:thanks(?: a lot| again| very much)?|thank you(?: very much| so much)?|many thanks|thx|cheers"
+    r"|bye|goodbye|ok|okay|got it|great|cool|perfect)?"
+)
+
+
+def small_talk(text: str) -> str:
+    """ "greeting" or "thanks" when the message is only that (no question to search), else ""."""
+    phrase = " ".join(re.findall(r"[a-z']+", text.lower()))
+    if not phrase or len(phrase.split()) > 5:
+        return ""
+    if _GREETING.fullmatch(phrase):
+        return "greeting"
+    return "thanks" if _THANKS.fullmatch(phrase) else ""

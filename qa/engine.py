@@ -21,7 +21,7 @@ from embeddings import index as store
 from embeddings.model import Embedder
 from qa import answer as answers
 from qa.conversation import resolve
-from qa.retrieve import Hit, Query, Ranker, content_tokens, demote_seen, window_text, windows
+from qa.retrieve import Hit, Query, Ranker, content_tokens, demote_seen, window_text, windows, without_echo
 from qa.transcript import SUFFIXES, Transcript, TranscriptError, parse, read_text
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -157,23 +157,48 @@ def find_transcripts(data: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     return found, passed
 
 
-def scan(data: Path) -> tuple[dict[str, Path], list[dict[str, str]]]:
+UPLOADS_KEY = "uploads/"  # what an uploaded file's key starts with
+
+
+def scan(data: Path, uploads: Path | None = None) -> tuple[dict[str, Path], list[dict[str, str]]]:
     """The transcript files under `data` by key (their path inside it, as a `file_label`), and
-    what was passed over with the reason."""
-    data = Path(data)
+    what was passed over with the reason.
+
+    Files under `uploads` (the page's own folder; missing is empty) are keyed `uploads/NAME`.
+    That folder is left out of the data scan if it lies inside it, so no file is read twice;
+    an upload whose key a data file already has is passed over, as the data folder is the user's."""
+    data, uploads = Path(data), Path(uploads) if uploads is not None else None
     paths, passed = find_transcripts(data)
     root = data if data.is_dir() else data.parent
-    found = {file_label(p.relative_to(root).as_posix()): p for p in paths}
+    inside = Path(os.path.abspath(uploads)) if uploads is not None else None
+    found = {
+        file_label(p.relative_to(root).as_posix()): p
+        for p in paths
+        if inside is None or not Path(os.path.abspath(p)).is_relative_to(inside)
+    }
+    if uploads is not None and uploads.is_dir():
+        uploaded, also = find_transcripts(uploads)
+        passed += also
+        for p in uploaded:
+            key = UPLOADS_KEY + file_label(p.relative_to(uploads).as_posix())
+            if key in found:
+                passed.append((p, f"a file in the data folder has the same name, {key}; rename one"))
+            else:
+                found[key] = p
     return found, [{"file": display_path(p), "error": why} for p, why in passed]
 
 
 def load_transcripts(
-    data: Path, log: Callable[[str], None], known: dict[str, tuple[Stamp, Transcript]] | None = None
+    data: Path,
+    log: Callable[[str], None],
+    known: dict[str, tuple[Stamp, Transcript]] | None = None,
+    uploads: Path | None = None,
 ) -> tuple[dict[str, Path], dict[str, Stamp | None], dict[str, Transcript], list[dict[str, str]]]:
-    """Transcripts keyed by their path inside `data`, with each file's path and stamp; broken
-    files are skipped and reported. A file whose stamp is in `known` is not read again."""
+    """Transcripts keyed by their path inside `data` (or `uploads/NAME`, see `scan`), with each
+    file's path and stamp; broken files are skipped and reported. A file whose stamp is in
+    `known` is not read again."""
     data = Path(data)
-    paths, skipped = scan(data)
+    paths, skipped = scan(data, uploads)
     for s in skipped:
         log(f"warning: skipped {s['file']}: {s['error']}")
     stamps, found = {}, {}
@@ -185,7 +210,7 @@ def load_transcripts(
         try:
             found[key] = parse(read_text(path, display_path(path)), display_path(path))
         except TranscriptError as e:
-            if data.is_file():
+            if path == data:  # the one file asked for: nothing to serve without it
                 raise
             skipped.append({"file": display_path(path), "error": str(e)})
             log(f"warning: skipped {e}")
@@ -232,10 +257,12 @@ class Engine:
         log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
         embedder: Embedder | None = None,
         backend: Callable[[Path, dict[str, str]], store.Backend] = store.FaissFolder,
+        uploads: Path | None = None,
     ) -> None:
         self.embedder = embedder or Embedder(model)
         self.log = log
         self.data = Path(data)
+        self.uploads = Path(uploads) if uploads is not None else None  # transcripts added from the page
         self.backend = backend(Path(index_dir), self.embedder.identity)
         self._lock = threading.Lock()  # one refresh at a time
         self.pending: list[str] = []  # files changed on disk and not yet re-indexed
@@ -261,7 +288,7 @@ class Engine:
     def _load(self, previous: Loaded | None, progress: bool) -> Loaded:
         """Read the transcripts (again only those whose file changed) and sync their vectors."""
         known = {k: (previous.stamps[k], t) for k, t in previous.transcripts.items()} if previous else None
-        paths, stamps, transcripts, skipped = load_transcripts(self.data, self.log, known)
+        paths, stamps, transcripts, skipped = load_transcripts(self.data, self.log, known, self.uploads)
         report = Report(skipped=skipped)
         old = previous.stored if previous else self._stored()
         stored = self._sync(transcripts, old, report, progress)
@@ -340,7 +367,7 @@ class Engine:
         """Files added, removed or changed on disk since `state` (default: the current view)."""
         state = state or self.state
         try:
-            paths, _ = scan(self.data)
+            paths, _ = scan(self.data, self.uploads)
         except TranscriptError:
             return sorted(state.stamps)
         keys = set(paths) | set(state.stamps)
@@ -397,6 +424,7 @@ class Engine:
         if query != question:  # a follow-up: its asker has just read the answer to the one before
             shown, _ = self.rank(resolve(earlier[-1], earlier[:-1]), allowed, state)
             hits = demote_seen(hits, shown[0]) if shown else hits
+        hits = without_echo(hits, state.passages, question)
         answered = bool(hits) and confidence >= self.calibration["threshold"]
         answer = answers.build(
             question, hits, state.passages, state.texts, state.titles, k, answered, confidence,

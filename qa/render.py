@@ -32,52 +32,69 @@ def literal(text: str) -> str:
     return "".join(out)
 
 
-def quote_html(q: Quote, best: bool, extra: str = "") -> str:
-    """The quote's own text, its answering sentence marked: never the file read again, which
-    may have changed since."""
+MAX_ASKED_SHOWN = 300  # of a long question, the end is shown: that is where the asking is
+
+
+def quote_html(q: Quote, best: bool, extra: str = "", title: bool = True, asked: bool = True,
+               closest: bool = False) -> str:  # fmt: skip
+    """The quote's own text, its answering sentence marked (never the file read again, which may
+    have changed since), and its citation. A closest passage after a refusal is not an answer:
+    nothing in it is marked."""
     a, b = q.highlight_start - q.start, q.highlight_end - q.start
     before, mark, after = q.text[:a], q.text[a:b], q.text[b:]
-    body = f"{literal(before)}<mark>{literal(mark)}</mark>{literal(after)}"
+    body = literal(q.text) if closest else f"{literal(before)}<mark>{literal(mark)}</mark>{literal(after)}"
     cite = [f"<strong>{literal(q.speaker)}</strong>"]
     if q.section:
         cite.append(f"section <em>“{literal(q.section)}”</em>")
     if q.time:
         cite.append(f"at {literal(q.time)}")
-    title = q.title or q.source
-    title = title if len(title) <= 70 else title[:69].rstrip() + "…"
-    cite.append(f'<span class="qa-title">{literal(title)}</span>')
+    if title:
+        name = q.title or q.source
+        name = name if len(name) <= 70 else name[:69].rstrip() + "…"
+        cite.append(f'<span class="qa-title">{literal(name)}</span>')
+    kind = " qa-closest" if closest else " qa-best" if best else ""
     parts = [
-        f'<blockquote class="qa-quote{" qa-best" if best else ""}">{body}</blockquote>',
-        f'<div class="qa-cite">— {" · ".join(cite)} <span class="qa-score">score {q.score:.2f}</span></div>',
+        f'<blockquote class="qa-quote{kind}">{body}</blockquote>',
+        f'<div class="qa-cite">— {" · ".join(cite)}</div>',
     ]
-    if q.asked:
-        parts.append(f'<div class="qa-asked">In reply to: “{literal(q.asked)}”</div>')
+    if asked and q.asked:
+        shown = q.asked if len(q.asked) <= MAX_ASKED_SHOWN else "…" + q.asked[-MAX_ASKED_SHOWN:].lstrip()
+        parts.append(f'<div class="qa-asked">In reply to: “{literal(shown)}”</div>')
     return "".join(parts) + extra
 
 
-def answer_html(answer: Answer, context: Callable[[Quote], str] = lambda q: "") -> str:
-    """One chat message: the best quote, then the further passages, or a refusal.
+REFUSAL = "The interview does not address this question."
 
-    `context` gives the HTML that places a quote in its turn (empty: none)."""
+
+def answer_html(answer: Answer, context: Callable[[Quote], str] = lambda q: "") -> str:
+    """One chat message: the best quote, then the further passages folded, or a refusal.
+
+    A quote names the interview only when it is not the one named just before, and the question
+    it replies to only when that changes: an answer stays short. `context` gives the HTML that
+    places a quote in its turn (empty: none)."""
     if not answer.answered:
-        parts = [
-            '<div class="qa-refusal"><strong>The interview does not address this question.'
-            "</strong> Nothing in it answers it, so nothing is quoted as an answer.</div>"
-        ]
+        parts = [f'<div class="qa-refusal"><strong>{REFUSAL}</strong> Nothing in it answers it, so '
+                 "nothing is quoted as an answer.</div>"]  # fmt: skip
         if answer.closest:
-            parts.append('<div class="qa-low">Closest passage (low confidence):</div>')
-            parts.append(quote_html(answer.closest, False, context(answer.closest)))
+            parts.append(
+                '<details class="qa-low"><summary>The closest passage, which is not an answer</summary>'
+                f"{quote_html(answer.closest, False, closest=True)}</details>"
+            )
         return f'<div class="qa-answer">{"".join(parts)}</div>'
+    note = ""
     if answer.searched and answer.searched != answer.question:
         note = f'<div class="qa-searched">Taken as a follow-up: “{literal(answer.searched)}”</div>'
-    else:
-        note = ""
-    best, *more = answer.quotes
-    parts = [quote_html(best, True, context(best))]
+    shown, previous = [], None
+    for i, q in enumerate(answer.quotes):
+        title = previous is None or (q.title, q.source) != (previous.title, previous.source)
+        asked = previous is None or q.asked != previous.asked or title
+        shown.append(quote_html(q, i == 0, context(q), title, asked))
+        previous = q
+    best, more = shown[0], shown[1:]
     if more:
-        parts.append('<div class="qa-more">Further passages</div>')
-        parts += [quote_html(q, False, context(q)) for q in more]
-    return f'<div class="qa-answer">{note}{"".join(parts)}</div>'
+        label = "1 more passage" if len(more) == 1 else f"{len(more)} more passages"
+        best += f'<details class="qa-more"><summary>{label}</summary>{"".join(more)}</details>'
+    return f'<div class="qa-answer">{note}{best}</div>'
 
 
 # --- the quote in its place ------------------------------------------------------------------
@@ -144,12 +161,16 @@ def transcript_page(transcript: Transcript) -> str:
         )
         out.append(f'<p class="{turn.role}"><strong>{literal(turn.speaker)}</strong>: {sentences}</p>')
     style = (
+        ":root{color-scheme:light dark}"
         "body{font:16px/1.55 system-ui,sans-serif;max-width:48em;margin:2em auto;padding:0 1em}"
-        "p.question{color:#334155}span:target{background:#fde68a}h2{font-size:1.1em;margin-top:2em}"
+        "p.question{opacity:.85}h2{font-size:1.1em;margin-top:2em}"
+        "span:target{background:#fde68a;color:#111827;scroll-margin-top:30vh;outline:2px solid #b45309}"
     )
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{literal(transcript.title)}</title>"
-        f"<style>{style}</style></head><body><h1>{literal(transcript.title)}</h1>{''.join(out)}</body></html>"
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{literal(transcript.title)}</title><style>{style}</style></head>"
+        f"<body><main><h1>{literal(transcript.title)}</h1>{''.join(out)}</main></body></html>"
     )
 
 
@@ -170,6 +191,13 @@ def citation(q: Quote) -> str:
 def citation_text(q: Quote) -> str:
     asked = f"\nIn reply to: “{q.asked}”" if q.asked else ""
     return f"“{q.text}”\n— {citation(q)}{asked}"
+
+
+def answer_text(answer: Answer) -> str:
+    """An answer as plain text to paste: its quotes with their citations, or the refusal."""
+    if not answer.answered:
+        return f"{answer.question}\n{REFUSAL}"
+    return "\n\n".join([answer.question, *(citation_text(q) for q in answer.quotes)])
 
 
 def conversation_markdown(answers: list[Answer]) -> str:

@@ -304,6 +304,26 @@ class Ranker:
         return top + alpha * self.coverage(query.text)
 
 
+ECHO_SHARE = 0.9  # an interviewer's window holding this share of a question's words asks it
+ECHO_MIN_WORDS = 4  # shorter questions ("Why?") are in too many windows to be echoes of any
+
+
+def without_echo(hits: Sequence[Hit], passages: Sequence[Passage], question: str) -> list[Hit]:
+    """Drop the interviewer's windows that ask this very question: someone who asks what the
+    interviewer asked wants the reply, not their own question said back."""
+    words = set(tokenize(question))
+    if len(words) < ECHO_MIN_WORDS:
+        return list(hits)
+
+    def echoes(h: Hit) -> bool:
+        if passages[h.first].role != QUESTION:
+            return False
+        said = set(tokenize(" ".join(p.text for p in passages[h.first : h.last + 1])))
+        return len(words & said) >= ECHO_SHARE * len(words)
+
+    return [h for h in hits if not echoes(h)]
+
+
 def demote_seen(hits: Sequence[Hit], shown: Hit) -> list[Hit]:
     """A follow-up asks for more: windows sharing a sentence with the quote just shown go lower."""
     seen = set(shown.rows())

@@ -76,17 +76,23 @@ def read_text(path: Path, name: str | None = None) -> str:
         raw = path.read_bytes()
     except OSError as e:
         raise TranscriptError(f"{shown}: cannot read transcript ({e.strerror or e})") from None
+    return decode(raw, shown)
+
+
+def decode(raw: bytes, name: str) -> str:
+    """A file's bytes as the text offsets count, or a TranscriptError naming it as `name`: the
+    one rule for files in the data folder and files uploaded from the page."""
     if not raw.strip():
-        raise TranscriptError(f"{shown}: transcript is empty")
+        raise TranscriptError(f"{name}: transcript is empty")
     if _utf16(raw):
-        raise TranscriptError(f"{shown}: UTF-16 text; save it as UTF-8")
+        raise TranscriptError(f"{name}: UTF-16 text; save it as UTF-8")
     if b"\x00" in raw:
-        raise TranscriptError(f"{shown}: looks like a binary file, not a text transcript")
+        raise TranscriptError(f"{name}: looks like a binary file, not a text transcript")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise TranscriptError(
-            f"{shown}: not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8"
+            f"{name}: not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8"
         ) from None
 
 

@@ -34,9 +34,21 @@ VIEWPORT = {"width": 1100, "height": 1000}
 ANSWER_MS = 60_000  # the model answers in well under a second once loaded; CI machines can be slow
 PAGE_MS = 60_000
 STARTUP_S = 180
-EXAMPLES_LABEL = "Example questions (from the interviewer)"
+PHONE = {"width": 390, "height": 844}
+LAPTOP = {"width": 1280, "height": 800}
 NATO_QUESTION = "Which countries are in the process of joining NATO?"
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
+PHONE_SCREENSHOT = ROOT / "docs" / "screenshot-phone.png"
+PODCAST = """Reef Talk, episode 12: a conversation with marine biologist Maya Lin
+
+Host: Welcome, Maya. You have been diving on the Great Barrier Reef for twenty years.
+Maya Lin: Twenty-two, actually. I started as a volunteer counting fish.
+Host: What is the single greatest danger the reefs face today?
+Maya Lin: Warming seas are the biggest threat to coral reefs. When the water stays too hot for a few weeks, \
+the corals expel their algae and bleach.
+Host: Can reefs recover after bleaching?
+Maya Lin: Some do, if the heat does not return for a decade. Sadly it now returns every few years.
+"""
 
 PAYLOADS = [
     "<img src=x onerror=alert(1)>",
@@ -120,8 +132,10 @@ class Session:
 
 
 @pytest.fixture
-def session(browser: Browser) -> Iterator[Session]:
-    context = browser.new_context(viewport=VIEWPORT)
+def session(browser: Browser, request) -> Iterator[Session]:
+    """A fresh page; parametrize indirectly with {"viewport": ..., "color_scheme": ...} to change it."""
+    options = {"viewport": VIEWPORT, **getattr(request, "param", {})}
+    context = browser.new_context(**options)
     page = context.new_page()
     page.set_default_timeout(PAGE_MS)
     s = Session(page)
@@ -142,7 +156,7 @@ def session(browser: Browser) -> Iterator[Session]:
 def open_chat(page: Page, url: str) -> None:
     page.goto(url + "/")
     page.locator("#question textarea").wait_for(state="visible")
-    page.get_by_text(EXAMPLES_LABEL, exact=True).wait_for(state="visible")
+    page.locator("#examples button").first.wait_for(state="visible")
 
 
 def answers(page: Page) -> Locator:
@@ -189,7 +203,7 @@ def test_typed_question_gets_the_quoted_answer(app_url, session):
     # The README's screenshot: the question and the top of its answer, not the chat's bottom.
     page.locator("#question textarea").blur()
     page.evaluate("window.scrollTo(0, 0)")
-    assert page.locator("#chat").evaluate(SCROLL_CHAT_TO_TOP) >= 1, "the chat has nothing to scroll"
+    page.locator("#chat").evaluate(SCROLL_CHAT_TO_TOP)  # a short answer may fit without scrolling
     page.wait_for_timeout(500)  # nothing may scroll it back (auto-scroll, late layout)
     assert in_view(user_messages(page).last, whole=True), "the question is not visible in the chat"
     assert in_view(answer.locator("blockquote.qa-best").first, whole=False), "the answer's top is hidden"
@@ -198,28 +212,21 @@ def test_typed_question_gets_the_quoted_answer(app_url, session):
     assert SCREENSHOT.stat().st_size > 10_000
 
 
-def test_clicking_an_example_question_answers_it(app_url, session):
+def test_clicking_an_example_question_answers_it_with_a_reply(app_url, session):
     page = session.page
     open_chat(page, app_url)
-    label = page.get_by_text(EXAMPLES_LABEL, exact=True)
-    buttons = label.locator("xpath=..").locator("button")
-    buttons.first.wait_for(state="visible", timeout=10_000)
-    shown = buttons.first.inner_text().strip().removesuffix("...").strip()
-
+    buttons = page.locator("#examples button")
+    assert 4 <= buttons.count() <= 6
+    shown = [b.strip() for b in buttons.all_inner_texts()]
+    assert all(q.endswith("?") and "…" not in q and "..." not in q for q in shown), shown
     buttons.first.click()
-    box = page.locator("#question textarea")
-    expect(box).not_to_have_value("", timeout=10_000)
-    question = box.input_value()
-    assert shown and question.startswith(shown), f"the example {shown!r} did not fill the box: {question!r}"
     try:
         answer = wait_for_answer(page, 0)
     except PlaywrightTimeout:
-        pytest.fail(
-            f"clicking the example {question!r} only filled the textbox: no answer appeared "
-            f"within {ANSWER_MS // 1000}s"
-        )
-    assert user_messages(page).last.inner_text().strip() == question
-    assert answer.locator("blockquote.qa-quote").count() >= 1
+        pytest.fail(f"clicking the example {shown[0]!r} gave no answer within {ANSWER_MS // 1000}s")
+    assert user_messages(page).last.inner_text().strip() == shown[0]
+    best = answer.locator("blockquote.qa-best").first.inner_text()
+    assert shown[0] not in best, "the example was answered with itself"
     session.assert_quiet()
 
 
@@ -230,6 +237,26 @@ def test_off_topic_question_is_refused(app_url, session):
     assert answer.locator(".qa-refusal").count() == 1
     assert "does not address" in answer.locator(".qa-refusal").inner_text()
     assert answer.locator("blockquote.qa-best").count() == 0
+    # The closest passage is there for the curious, folded, said not to be an answer, unmarked.
+    closest = answer.locator("details.qa-low")
+    assert "not an answer" in closest.locator("summary").inner_text()
+    closest.locator("summary").click()
+    assert closest.locator("blockquote.qa-closest").is_visible()
+    assert closest.locator("mark").count() == 0
+    session.assert_quiet()
+
+
+@pytest.mark.parametrize("message", ["hello", "ok thanks"])
+def test_greetings_and_thanks_get_one_line_and_no_quote(app_url, session, message):
+    page = session.page
+    open_chat(page, app_url)
+    box = page.locator("#question textarea")
+    box.fill(message)
+    box.press("Enter")
+    reply = page.locator("#chat .qa-note").last
+    reply.wait_for(timeout=ANSWER_MS)
+    assert "Ask a question" in reply.inner_text()
+    assert page.locator("#chat blockquote").count() == 0
     session.assert_quiet()
 
 
@@ -255,7 +282,9 @@ def test_transcript_payloads_show_as_literal_text(hostile_app_url, session):
     open_chat(page, hostile_app_url)
     answer = ask(page, "What did you say loudly?")
 
-    # Answered or refused with the closest passage: either way the sentence is quoted.
+    # Answered or refused with the closest passage (folded): either way the sentence is quoted.
+    if answer.locator("details.qa-low").count():
+        answer.locator("details.qa-low summary").click()
     quote = answer.locator("blockquote.qa-quote").first.inner_text()
     for payload in ("<img src=x onerror=alert(1)>", "[x](javascript:alert(1))", "**bold**"):
         assert payload in quote, f"{payload!r} not shown literally in the quote {quote!r}"
@@ -332,4 +361,139 @@ def test_a_conversation_can_be_followed_checked_kept_and_judged(conversation_app
         time.sleep(0.2)
     record = json.loads(feedback.read_text(encoding="utf-8").splitlines()[-1])
     assert record["liked"] is False and record["question"] == "When?" and record["quotes"]
+    session.assert_quiet()
+
+
+# --- a first visitor: the first screen, contrast, scrolling, copy, a new conversation ------------------
+
+SCHEMES = [{"viewport": LAPTOP, "color_scheme": "light"}, {"viewport": LAPTOP, "color_scheme": "dark"},
+           {"viewport": PHONE, "color_scheme": "dark"}]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "session", [{"viewport": LAPTOP}, {"viewport": PHONE}], indirect=True, ids=["laptop", "phone"]
+)
+def test_the_question_box_is_in_view_focused_and_labelled_on_first_load(app_url, session):
+    page = session.page
+    open_chat(page, app_url)
+    box = page.get_by_label("Your question")
+    assert in_view(box, whole=True), "the question box is below the fold"
+    expect(box).to_be_focused()
+    assert page.locator("#intro").inner_text().count("\n") <= 2, "the intro is more than a line or two"
+    assert "Model:" not in page.locator("#intro").inner_text()
+    session.assert_quiet()
+
+
+@pytest.mark.parametrize("session", SCHEMES, indirect=True, ids=["light", "dark", "phone-dark"])
+def test_after_two_answers_the_newest_is_shown_from_its_top_and_axe_finds_nothing_serious(app_url, session):
+    from axe_playwright_python.sync_playwright import Axe
+
+    page = session.page
+    open_chat(page, app_url)
+    ask(page, NATO_QUESTION)
+    second = ask(page, "Did Russia annex Crimea?")
+    page.wait_for_timeout(500)  # the scroll runs after the message is drawn
+    assert in_view(second.locator("blockquote.qa-best").first, whole=False), "the newest best quote is hidden"
+    assert "score" not in second.inner_text(), "raw scores mean nothing to a visitor"
+    assert second.locator(".qa-title").count() <= 1, "the title is repeated within one answer"
+    violations = Axe().run(page).response["violations"]
+    serious = [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in violations
+               if v["impact"] in ("serious", "critical")]  # fmt: skip
+    assert serious == []
+    if session.page.viewport_size == PHONE:
+        page.screenshot(path=str(PHONE_SCREENSHOT))
+    session.assert_quiet()
+
+
+def test_copy_gives_plain_quotes_and_a_new_conversation_forgets_the_old(app_url, session):
+    page = session.page
+    open_chat(page, app_url)
+    assert page.locator("#chat button[aria-label*='Copy' i]").count() == 0  # they pasted raw HTML
+    ask(page, "Did Russia annex Crimea?")
+    copy = page.locator("#copy textarea")
+    expect(copy).not_to_have_value("", timeout=10_000)
+    text = copy.input_value()
+    assert "<" not in text and "&#" not in text and "2014" in text and "Xavier Colomina" in text
+    assert page.locator("#download").is_visible()
+
+    page.get_by_role("button", name="New conversation").click()
+    expect(page.locator("#chat .qa-answer")).to_have_count(0)
+    expect(copy).to_have_value("")
+    expect(page.locator("#download")).to_have_count(0)
+    expect(page.locator("#question textarea")).to_be_focused()
+    answer = ask(page, "When?")  # a new conversation: nothing to follow up on
+    assert "Taken as a follow-up" not in answer.inner_text()
+    session.assert_quiet()
+
+
+def test_empty_question_by_enter_or_button_is_treated_alike(app_url, session):
+    page = session.page
+    open_chat(page, app_url)
+    page.locator("#question textarea").press("Enter")
+    page.locator("#ask").click()
+    page.wait_for_timeout(1500)
+    notes = page.locator("#chat .qa-note").all_inner_texts()
+    assert len(set(notes)) <= 1 and len(notes) in (0, 2), notes
+    session.assert_quiet()
+
+
+def test_the_chat_scrolls_by_keyboard(app_url, session):
+    page = session.page
+    open_chat(page, app_url)
+    ask(page, NATO_QUESTION)
+    ask(page, "Did Russia annex Crimea?")
+    log = page.locator("#chat [tabindex='0']").first
+    assert log.evaluate("e => e.scrollHeight > e.clientHeight"), "two answers should overflow the chat"
+    log.evaluate("e => { e.scrollTop = 0; }")
+    log.focus()
+    assert log.evaluate("e => getComputedStyle(e).outlineStyle") != "none", "no visible focus ring"
+    page.keyboard.press("PageDown")
+    page.wait_for_timeout(500)
+    assert log.evaluate("e => e.scrollTop") > 0
+    session.assert_quiet()
+
+
+@pytest.mark.parametrize("session", [{"viewport": PHONE}], indirect=True, ids=["phone"])
+def test_the_full_transcript_on_a_phone_shows_the_linked_sentence_with_room_above(app_url, session):
+    page = session.page
+    url = app_url + "/transcript/interview.txt"
+    page.goto(url)
+    assert page.locator("meta[name='viewport']").count() == 1
+    anchor = page.locator("span[id^='p-']").nth(40).get_attribute("id")
+    page.goto(f"{url}#{anchor}")
+    page.wait_for_timeout(300)
+    top = page.locator(":target").evaluate("e => e.getBoundingClientRect().top")
+    assert PHONE["height"] * 0.15 <= top <= PHONE["height"] * 0.6, top
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+
+@pytest.fixture(scope="module")
+def upload_app(browser, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    tmp = tmp_path_factory.mktemp("uploads")
+    for url in serve(tmp, "--index-dir", str(tmp / "index")):
+        yield url, tmp
+
+
+def test_a_transcript_added_from_the_page_is_answered_within_a_minute(upload_app, session):
+    url, tmp = upload_app
+    page = session.page
+    open_chat(page, url)
+    files = tmp / "from-the-browser"
+    files.mkdir()
+    (files / "reef talk.txt").write_text(PODCAST, encoding="utf-8")
+    (files / "broken.srt").write_bytes(b"\x00\x01\x02 not a transcript")
+    page.get_by_text("Add your own transcripts").click()
+    started = time.monotonic()
+    page.locator("#upload input[type=file]").set_input_files(
+        [str(files / "reef talk.txt"), str(files / "broken.srt")]
+    )
+    status = page.locator("#upload-status")
+    expect(status).to_contain_text("searchable now", timeout=60_000)
+    assert "Reef Talk" in status.inner_text() and "broken.srt" in status.inner_text()
+    answer = ask(page, "What is the biggest threat to coral reefs?")
+    assert time.monotonic() - started < 60
+    assert "Warming seas" in answer.locator("blockquote.qa-best").inner_text()
+    assert "Maya Lin" in answer.locator(".qa-cite").first.inner_text()
+    kept = list((tmp / "index" / "uploads").iterdir())
+    assert [p.suffix for p in kept] == [".txt"] and "reef-talk-" in kept[0].name  # our name, not theirs
     session.assert_quiet()
