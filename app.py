@@ -6,29 +6,23 @@ python app.py [--data PATH] [--index-dir DIR] [--model NAME_OR_PATH] [--host H] 
 import argparse
 import base64
 import hmac
-import html
 import ipaddress
 import json
 import os
-import re
 import sys
 import threading
 import time
-import urllib.parse
-import uuid
-from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
-os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-os.environ["HF_HUB_OFFLINE"] = "1"
-
 EXIT_USAGE = 2
-ALL = "All"  # the filter value that filters nothing
-POINTING_BACK = {"this", "these", "those", "it", "they", "them", "he", "she", "him", "her"}
-MAX_EXAMPLE_CHARS = 200  # an example question is shown whole, on a button that wraps
 MAX_UPLOAD = 5_000_000  # bytes per file added from the page (qa.uploads.MAX_BYTES)
-QUEUE_MAX = int(os.environ.get("QA_QUEUE_MAX", "64"))  # chat requests waiting beyond this get 503
+QUEUE_MAX = 64  # chat requests waiting beyond this are turned away at once ($QA_QUEUE_MAX)
+
+
+def queue_max() -> int:
+    return int(os.environ.get("QA_QUEUE_MAX", QUEUE_MAX))
+
 
 CSS = """
 #intro h1 { margin: 0 0 0.2em; font-size: 1.5em; }
@@ -72,22 +66,10 @@ ON_LOAD = """() => {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from qa.engine import DEFAULT_DATA, DEFAULT_INDEX_DIR
+    from qa.cli import add_data_options
 
     p = argparse.ArgumentParser(description="Ask an interview; get the interviewee's own words.")
-    p.add_argument(
-        "--data",
-        type=Path,
-        default=DEFAULT_DATA,
-        help="a transcript or a folder of transcripts (default: %(default)s)",
-    )
-    p.add_argument(
-        "--index-dir",
-        type=Path,
-        default=DEFAULT_INDEX_DIR,
-        help="where the index is kept (default: %(default)s, or $QA_INDEX_DIR)",
-    )
-    p.add_argument("--model", default=None, help="minilm (default), mpnet, or a local model folder")
+    add_data_options(p)
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument(
@@ -116,136 +98,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def examples(engine, per_transcript: int = 6) -> list[str]:
-    """Questions that show what a good answer looks like: the interviewers' own questions that
-    stand alone (no "this" or "it" pointing back) and are short enough to show whole, kept only
-    when the interview answers them with someone's reply, not with the question said back."""
-    out = []
-    for t in engine.transcripts.values():
-        found = []
-        for p in t.passages:
-            words = set(re.findall(r"[a-z']+", p.text.lower()))
-            if p.role != "question" or not p.text.endswith("?") or words & POINTING_BACK:
-                continue
-            if not 15 <= len(p.text) <= MAX_EXAMPLE_CHARS or p.text in found:
-                continue
-            try:
-                answer = engine.ask(p.text, 1, source=t.source)
-            except Exception:  # noqa: BLE001 - an example is a nicety: never stop the app for one
-                continue
-            best = answer.quotes[0] if answer.answered else None
-            if best and best.role != "question" and p.text not in best.text:
-                found.append(p.text)
-            if len(found) >= per_transcript:
-                break
-        out += found
-    return out
-
-
-def intro(engine) -> str:
-    """One line on what this is and who speaks; the rest goes in About."""
-    from qa.render import literal
-
-    transcripts = list(engine.transcripts.values())
-    if len(transcripts) == 1:
-        t = transcripts[0]
-        what = f"<strong>{literal(t.title)}</strong> ({', '.join(literal(s) for s in t.speakers)})"
-    else:
-        what = f"{len(transcripts)} transcripts (listed under About)"
-    return (
-        "<h1>Ask the interview</h1><p>Ask in your own words: the answer is the speakers' own words, "
-        f"quoted verbatim, never generated. Loaded: {what}.</p>"
-    )
-
-
-def about(engine) -> str:
-    from qa.render import literal
-
-    items = []
-    for t in engine.transcripts.values():
-        speakers = ", ".join(literal(s) for s in t.speakers)
-        sections = len({p.section for p in t.passages if p.section})
-        items.append(f"<li><strong>{literal(t.title)}</strong> ({literal(t.source)}): {speakers}; "
-                     f"{sections} sections, {len(t.passages)} sentences</li>")  # fmt: skip
-    return (
-        "<p>Every answer is made of the transcripts' own sentences, quoted verbatim with who said "
-        "them, in which section and in reply to which question; the sentence that answers is "
-        "highlighted. When the transcripts do not address a question, the chat says so and quotes "
-        "nothing as an answer. A short follow-up (\u201cWhen?\u201d) is searched together with the "
-        f"question before it.</p><ul>{''.join(items)}</ul>"
-        f"<p>Model: {literal(engine.model_name)}, running on this machine; nothing leaves it.</p>"
-    )
-
-
-def _text(message: dict) -> str:
-    """A chat message's text as the user typed it: the page shows it as numeric entities."""
-    content = message.get("content")
-    if isinstance(content, list):
-        content = " ".join(c.get("text", "") for c in content if isinstance(c, dict))
-    return html.unescape(content) if isinstance(content, str) else ""
-
-
-def verdict_record(liked: object, index: object, history: object, kept: object) -> dict | None:
-    """The feedback record for a like event, or None when it is not a real verdict on a real
-    answer of this conversation: any client can send this event with anything in it."""
-    from qa.feedback import record, verdict
-
-    try:
-        liked = verdict(liked)
-    except ValueError:
-        return None
-    index = index[0] if isinstance(index, list | tuple) and index else index
-    if not (isinstance(index, int) and isinstance(history, list) and isinstance(kept, list)):
-        return None
-    if not 0 <= index < len(history):
-        return None
-    nth = sum(1 for m in history[: index + 1] if isinstance(m, dict) and m.get("role") == "assistant") - 1
-    answer = kept[nth] if 0 <= nth < len(kept) else None
-    if answer is None:
-        return None
-    return record(answer, liked, [a.question for a in kept[:nth] if a is not None])
-
-
 def choices(engine) -> tuple:
     """The filters' choices as the folder is now: files may have come and gone since start."""
     import gradio as gr
 
+    from qa.chat import ALL
+
     titles = [t.title for t in engine.transcripts.values()]
     return (gr.Dropdown(choices=[ALL, *titles], visible=len(titles) > 1),
             gr.Dropdown(choices=[ALL, *engine.speakers]))  # fmt: skip
-
-
-class Exports:
-    """Each open conversation's answers, kept in memory for its Markdown download: nothing is
-    written to disk, and the oldest conversations are let go beyond a bound."""
-
-    MAX_CONVERSATIONS = 512
-    MAX_ANSWERS = 200  # the latest ones of a longer conversation
-
-    def __init__(self) -> None:
-        self._answers: OrderedDict[str, list] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def new(self) -> str:
-        return uuid.uuid4().hex
-
-    def put(self, token: str, answers: list) -> None:
-        if not token:
-            return
-        with self._lock:
-            self._answers[token] = answers[-self.MAX_ANSWERS :]
-            self._answers.move_to_end(token)
-            while len(self._answers) > self.MAX_CONVERSATIONS:
-                self._answers.popitem(last=False)
-
-    def get(self, token: str) -> list | None:
-        with self._lock:
-            return self._answers.get(token)
-
-    @staticmethod
-    def link(token: str) -> str:
-        return (f'<a id="download" class="qa-download" href="/conversation/{token}.md" '
-                'download="conversation.md">Download the conversation (Markdown)</a>')  # fmt: skip
 
 
 def theme():
@@ -266,105 +127,17 @@ def theme():
     )
 
 
-def build_ui(engine, feedback, exports: Exports, mcp: bool = False):
+def build_ui(talk, mcp: bool = False):
+    """The page: only wiring; what each event does is `qa.chat.Chat`'s."""
     import gradio as gr
 
-    from qa.conversation import small_talk
-    from qa.engine import QuestionError
-    from qa.render import answer_html, answer_text, context_html, literal
+    from qa.chat import ALL, about, intro
+    from qa.engine import QuestionError, question_error
 
-    shown_examples = examples(engine)
+    engine = talk.engine
 
-    def context(quote) -> str:
-        state = engine.state
-        key = state.keys.get(quote.source)
-        if key is None or state.transcripts[key].text[quote.start : quote.end] != quote.text:
-            return ""  # the file changed between the answer and this: no context to show
-        link = "/transcript/" + urllib.parse.quote(key)
-        return context_html(quote, state.transcripts[key], link)
-
-    def note(text: str) -> dict:
-        return {"role": "assistant", "content": f'<div class="qa-note">{literal(text)}</div>'}
-
-    def respond(message: str, history: list[dict], source: str = ALL, speaker: str = ALL,
-                kept: list | None = None):  # fmt: skip
-        """One chat turn; the user's earlier questions come from the chat's own history, so a
-        cleared chat or a new client starts a new conversation. `kept` holds the answers."""
-        history, kept = list(history or []), list(kept or [])
-        talk = small_talk(message) if isinstance(message, str) else ""
-        if talk:
-            hint = f" For example: \u201c{shown_examples[0]}\u201d" if shown_examples else ""
-            reply = "Hello." if talk == "greeting" else "You are welcome."
-            history.append({"role": "user", "content": literal(message.strip())})
-            history.append(note(f"{reply} Ask a question about the interview in your own words.{hint}"))
-            return "", history, kept + [None]
-        asked = [_text(m) for m in history if m.get("role") == "user"]
-        try:
-            answer = engine.ask(message, 3, None if source == ALL else source,
-                                None if speaker == ALL else speaker, asked)  # fmt: skip
-        except QuestionError as e:
-            if isinstance(message, str) and message.strip():
-                shown = message if len(message) <= 300 else message[:300] + "…"
-                history.append({"role": "user", "content": literal(shown)})
-            history.append(note(str(e)))
-            return "", history, kept + [None]
-        history.append({"role": "user", "content": literal(answer.question)})
-        history.append({"role": "assistant", "content": answer_html(answer, context)})
-        return "", history, kept + [answer]
-
-    def keep(kept: list | None, token: str):
-        """The latest answer as text to copy, and the link that downloads the conversation."""
-        answers = [a for a in kept or [] if a is not None]
-        exports.put(token, answers)
-        if not answers:
-            return "", ""
-        return answer_text(answers[-1]), exports.link(token) if token else ""
-
-    def judge(data: gr.LikeData, history: list[dict], kept: list | None) -> None:
-        """Append the verdict with the question and its quotes to the feedback file."""
-        entry = verdict_record(data.liked, data.index, history, kept)
-        why = feedback.append(entry) if entry else ""
-        if why:
-            print(f"warning: feedback not kept: {why}", file=sys.stderr)
-
-    def add(files: list | None):
-        """Transcripts dropped on the page: checked, stored under names of our own, indexed
-        alone while the chat keeps answering from what is already indexed."""
-        from qa.uploads import MAX_BYTES, save_all
-
-        named = []
-        for f in files or []:
-            path = Path(f if isinstance(f, str) else getattr(f, "name", ""))
-            name = path.name
-            try:
-                if path.stat().st_size > MAX_BYTES:
-                    named.append((name, b"x" * (MAX_BYTES + 1)))  # refused by size, unread
-                else:
-                    named.append((name, path.read_bytes()))
-            except OSError:
-                named.append((name, b""))
-            finally:
-                path.unlink(missing_ok=True)  # Gradio's copy: the kept one is ours
-        if not named:
-            yield "", None
-            return
-        yield f"Checking {len(named)} file(s)…", None
-        saved, errors = save_all(engine.uploads, named)
-        problems = "".join(f"\n- {literal(e)}" for e in errors)
-        if saved:
-            yield f"Indexing {len(saved)} file(s); the chat keeps answering meanwhile…{problems}", None
-            try:
-                engine.refresh()
-            except Exception as e:  # noqa: BLE001 - the page says so; the last index keeps serving
-                yield f"Indexing failed: {literal(str(e))}{problems}", None
-                return
-        kept_paths = {p.resolve() for p in saved}
-        names = [
-            t.title for k, t in engine.transcripts.items() if engine.state.paths[k].resolve() in kept_paths
-        ]
-        added = "".join(f"\n- **{literal(n)}**" for n in names)
-        head = f"Added, and searchable now:{added}" if saved else "Nothing was added."
-        yield f"{head}{chr(10) + chr(10) + 'Not added:' + problems if errors else ''}", None
+    def like(data: gr.LikeData, messages: list[dict], answers: list) -> None:
+        talk.judge(data.liked, data.index, messages, answers)
 
     with gr.Blocks(title="Ask the interview", analytics_enabled=False) as demo:
         gr.HTML(intro(engine), elem_id="intro")
@@ -380,14 +153,14 @@ def build_ui(engine, feedback, exports: Exports, mcp: bool = False):
             feedback_options=("Like", "Dislike"),
             elem_id="chat",
         )
-        kept = gr.State([])
+        answers = gr.State([])  # the conversation: one Answer (or None) per turn
         token = gr.State("")  # names this conversation's export; set when the page loads
         with gr.Row(equal_height=True):
             box = gr.Textbox(label="Your question", placeholder="Ask about the interview", autofocus=True,
                              max_lines=4, scale=8, elem_id="question")  # fmt: skip
             send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="ask")
         with gr.Row(elem_id="examples"):
-            example_buttons = [gr.Button(q, size="sm", elem_classes=["qa-example"]) for q in shown_examples]
+            example_buttons = [gr.Button(q, size="sm", elem_classes=["qa-example"]) for q in talk.examples]
         with gr.Row(equal_height=True):
             fresh = gr.Button("New conversation", size="sm", elem_id="new", scale=0, min_width=160)
             download = gr.HTML("", elem_id="export")
@@ -408,27 +181,28 @@ def build_ui(engine, feedback, exports: Exports, mcp: bool = False):
             status = gr.Markdown("", elem_id="upload-status")
         with gr.Accordion("About", open=False, elem_id="about"):
             gr.HTML(about(engine))
-        inputs, outputs = [box, chat, source, speaker, kept], [box, chat, kept]
-        demo.load(exports.new, None, [token], api_visibility="private", js=ON_LOAD)
+        inputs, outputs = [box, chat, source, speaker, answers], [box, chat, answers]
+        demo.load(talk.exports.new, None, [token], api_visibility="private", js=ON_LOAD)
         demo.load(lambda: choices(engine), None, [source, speaker], api_visibility="private")
 
         def answered(event) -> None:
-            event.then(keep, [kept, token], [copy, download], api_visibility="private").then(
+            event.then(talk.export, [answers, token], [copy, download], api_visibility="private").then(
                 None, None, None, js=SHOW_NEWEST
             )
 
         for trigger in (box.submit, send.click):
-            answered(trigger(respond, inputs, outputs, api_name="ask" if trigger == box.submit else False))
-        for button, question in zip(example_buttons, shown_examples, strict=True):
-            asks = button.click(lambda h, s, sp, k, q=question: respond(q, h, s, sp, k),
-                                [chat, source, speaker, kept], outputs, api_visibility="private")  # fmt: skip
-            answered(asks)
-        chat.like(judge, [chat, kept], None, api_visibility="private")
-        upload.upload(add, [upload], [status, upload], api_visibility="private").then(
+            name = "ask" if trigger == box.submit else False
+            answered(trigger(talk.respond, inputs, outputs, api_name=name))
+        for button, question in zip(example_buttons, talk.examples, strict=True):
+            ask_it = lambda m, s, sp, a, q=question: talk.respond(q, m, s, sp, a)  # noqa: E731
+            rest = [chat, source, speaker, answers]
+            answered(button.click(ask_it, rest, outputs, api_visibility="private"))
+        chat.like(like, [chat, answers], None, api_visibility="private")
+        upload.upload(talk.add, [upload], [status, upload], api_visibility="private").then(
             lambda: choices(engine), None, [source, speaker], api_visibility="private"
         )
-        fresh.click(lambda: ([], [], ""), None, [chat, kept, box], api_visibility="private").then(
-            keep, [kept, token], [copy, download], api_visibility="private"
+        fresh.click(lambda: ([], [], ""), None, [chat, answers, box], api_visibility="private").then(
+            talk.export, [answers, token], [copy, download], api_visibility="private"
         ).then(None, None, None, js="() => document.querySelector('#question textarea')?.focus()")
         if mcp:
 
@@ -447,7 +221,7 @@ def build_ui(engine, feedback, exports: Exports, mcp: bool = False):
                 try:
                     return engine.ask(question, k, history=history or []).to_dict()
                 except QuestionError as e:
-                    return {"question": str(question), "error": str(e)}
+                    return question_error(question, e)
 
             gr.api(ask_interview, api_name="ask_interview")
     return demo
@@ -506,7 +280,8 @@ def build_app(
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-    from qa.engine import QuestionError
+    from qa.chat import Chat, Exports
+    from qa.engine import QuestionError, question_error
     from qa.feedback import FeedbackLog
     from qa.render import conversation_markdown, transcript_page
 
@@ -575,11 +350,11 @@ def build_app(
         history: list[str] = Query(default=[]),  # noqa: B008
     ) -> JSONResponse:
         if q is None:
-            return JSONResponse({"error": "missing q: /api/ask?q=your+question"}, 400)
+            return JSONResponse(question_error(q, "missing q: /api/ask?q=your+question"), 400)
         try:
             answer = engine.ask(q, k, source, speaker, history)
         except QuestionError as e:
-            return JSONResponse({"error": str(e)}, status_code=e.status)
+            return JSONResponse(question_error(q, e), status_code=e.status)
         return JSONResponse(answer.to_dict())
 
     @api.api_route("/api/ask", methods=["POST", "PUT", "PATCH", "DELETE"])
@@ -587,8 +362,8 @@ def build_app(
         allow = {"Allow": "GET, HEAD"}
         return JSONResponse({"error": "use GET /api/ask?q=your+question"}, 405, headers=allow)
 
-    demo = build_ui(engine, FeedbackLog(feedback), exports, mcp)
-    demo.queue(max_size=QUEUE_MAX, default_concurrency_limit=2)
+    demo = build_ui(Chat(engine, FeedbackLog(feedback), exports), mcp)
+    demo.queue(max_size=queue_max(), default_concurrency_limit=2)
     app = gr.mount_gradio_app(
         api, demo, path="/", ssr_mode=False, auth=auth, theme=theme(), css=CSS,
         footer_links=[], mcp_server=mcp, max_file_size=MAX_UPLOAD,
@@ -623,8 +398,11 @@ def is_loopback(host: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from embeddings.model import ModelError, offline
+
+    offline()
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     args = parse_args(argv)
-    from embeddings.model import ModelError
     from qa.engine import Engine
     from qa.transcript import TranscriptError
     from qa.uploads import default_folder

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -245,3 +246,94 @@ class FaissFolder:
 
     def searchable(self, vectors: np.ndarray) -> faiss.IndexFlatIP:
         return to_faiss(vectors)
+
+
+# --- sync: what changed, embed only that -------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """What a sync did, file by file (the keys of `python -m qa index --json`)."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    embedded_passages: int = 0
+    passages: int = 0
+    saved: bool = True
+
+
+@dataclass(frozen=True)
+class Source:
+    """One transcript as the index sees it: its hash, the texts of its windows (its single
+    sentences first, whose token vectors are kept) and its sentence count."""
+
+    sha256: str
+    windows: Callable[[], list[str]]  # asked for only when the file must be embedded
+    rows: int
+    passages: int
+
+
+class Embeds(Protocol):
+    dim: int
+
+    def encode_tokens(
+        self, texts: list[str], batch_size: int = 64, progress: bool = False
+    ) -> tuple[np.ndarray, list[np.ndarray], list[list[str]]]: ...
+
+
+def sync(
+    backend: Backend, old: Stored | None, sources: dict[str, Source], embedder: Embeds,
+    model: dict[str, str], log: Callable[[str], None], progress: bool = False,
+) -> tuple[Stored, Report]:  # fmt: skip
+    """The vectors of `sources`, in their order: those of unchanged files taken from `old`, the
+    others embedded now; saved when anything changed. A file is unchanged when its hash, row
+    and sentence counts all match what `old` recorded."""
+    report = Report()
+    old_parts = old.parts() if old else {}
+    todo = []
+    for key, src in sources.items():
+        entry = old.files.get(key) if old else None
+        if entry and (entry.sha256, entry.rows, entry.passages) == (src.sha256, src.rows, src.passages):
+            report.unchanged.append(key)
+        else:
+            (report.changed if entry else report.added).append(key)
+            todo.append(key)
+    report.removed = sorted(set(old.files) - set(sources)) if old else []
+    texts = [t for key in todo for t in sources[key].windows()]
+    if texts and progress:
+        log(f"embedding {len(texts)} passages from {len(todo)} transcript(s)…")
+    fresh, fresh_tokens, _ = embedder.encode_tokens(texts, progress=progress and len(texts) > 64)
+    dim = fresh.shape[1] if len(texts) else (old.dim if old else embedder.dim)
+    vectors, tokens, counts, files, offset = [], [], [], {}, 0
+    for key, src in sources.items():
+        if key in todo:
+            vectors.append(fresh[offset : offset + src.rows])
+            singles = fresh_tokens[offset : offset + src.passages]  # windows of one sentence
+            tokens += singles
+            counts.append(np.array([len(x) for x in singles], dtype=np.int32))
+            offset += src.rows
+        else:
+            v, tok, c = old_parts[key]
+            vectors.append(v)
+            tokens.append(tok)
+            counts.append(c)
+        files[key] = FileEntry(src.sha256, src.rows, src.passages)
+    stored = Stored(
+        model, dim, files,
+        np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
+        np.concatenate(tokens) if tokens else np.zeros((0, dim), np.float16),
+        np.concatenate(counts) if counts else np.zeros(0, np.int32),
+    )  # fmt: skip
+    report.embedded_passages = len(texts)
+    report.passages = len(stored.vectors)
+    if todo or report.removed or old is None:
+        try:
+            backend.save(stored)
+        except OSError as e:
+            report.saved = False
+            log(f"warning: cannot write the index to {backend} ({e.strerror or e}); "
+                "serving from memory, it will be rebuilt on the next start")  # fmt: skip
+    return stored, report

@@ -84,13 +84,15 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _offline() -> None:
+def offline() -> None:
+    """Nothing may download: the hub and transformers are told so before either is imported
+    by us (the one place this is set; app.py and the CLI call it first)."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def resolve(name_or_path: str | None) -> tuple[Path, str, str | None]:
+def locate(name_or_path: str | None) -> tuple[Path, str, str | None]:
     """(folder, display name, expected weights sha256 or None) for a model name or local path."""
     name_or_path = name_or_path or DEFAULT_MODEL
     known = KNOWN_MODELS.get(name_or_path.lower())
@@ -163,7 +165,7 @@ class Embedder:
     """
 
     def __init__(self, name_or_path: str | None = None) -> None:
-        folder, name, expected = resolve(name_or_path)
+        folder, name, expected = locate(name_or_path)
         weights = weights_file(folder)
         try:
             digest = sha256_file(weights)
@@ -185,7 +187,7 @@ class Embedder:
 
     def _load(self):
         if self._model is None:
-            _offline()
+            offline()
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
 

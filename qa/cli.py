@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import textwrap
 from dataclasses import asdict
@@ -17,8 +16,9 @@ EXIT_USAGE = 2
 MEASURED = Path(__file__).resolve().parent.parent / "embeddings" / "models.json"
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    from qa.engine import DEFAULT_DATA, DEFAULT_INDEX_DIR
+def add_data_options(parser: argparse.ArgumentParser, comma_models: bool = False) -> None:
+    """--data, --index-dir and --model: declared here once, for the CLI and for app.py."""
+    from qa.engine import DEFAULT_DATA, default_index_dir
 
     parser.add_argument(
         "--data",
@@ -29,12 +29,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--index-dir",
         type=Path,
-        default=DEFAULT_INDEX_DIR,
+        default=default_index_dir(),
         help="where the index is kept (default: %(default)s, or $QA_INDEX_DIR)",
     )
+    more = "; eval and calibrate also take a comma list (minilm,mpnet)" if comma_models else ""
     parser.add_argument("--model", default=None,
-                        help="minilm (default), mpnet, or a local sentence-transformers folder; "
-                             "eval and calibrate also take a comma list (minilm,mpnet)")  # fmt: skip
+                        help=f"minilm (default), mpnet, or a local model folder{more}")  # fmt: skip
 
 
 def _suite(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print the answer object as JSON")
     ask.add_argument("--source", help="only quote this transcript")
     ask.add_argument("--speaker", help="only quote this speaker")
-    _common(ask)
+    add_data_options(ask)
 
     ev = sub.add_parser("eval", help="hit@1/hit@3/MRR and refusal rates against baselines")
     ev.add_argument(
@@ -67,16 +67,18 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--oos", type=Path, help="JSONL of questions the interview does not answer")
     ev.add_argument("--k", type=int, default=3)
     ev.add_argument("--json", action="store_true")
-    _common(ev)
+    add_data_options(ev, comma_models=True)
 
     cal = sub.add_parser("calibrate", help="fit the refusal threshold for a model on every eval set")
     _suite(cal)
-    cal.add_argument("--write", action="store_true", help="store it in qa/calibration.json")
-    _common(cal)
+    cal.add_argument("--write", nargs="?", const="", default=None, metavar="PATH",
+                     help="store it where the app reads it first: INDEX_DIR/calibration.json, or PATH "
+                          "(qa/calibration.json is the one shipped with the code)")  # fmt: skip
+    add_data_options(cal, comma_models=True)
 
     idx = sub.add_parser("index", help="build or update the index and say what changed")
     idx.add_argument("--json", action="store_true")
-    _common(idx)
+    add_data_options(idx)
 
     mod = sub.add_parser("models", help="the named models: installed, verified, size, measured figures")
     mod.add_argument("--json", action="store_true")
@@ -100,37 +102,31 @@ def _engine(args: argparse.Namespace, progress: bool = True):
     )
 
 
-def render(answer) -> str:
+def terminal_text(answer) -> str:
     """An answer as a person reads it in a terminal."""
-    out = []
+    from qa.render import REFUSAL
+
     if not answer.answered:
-        out.append("The interview does not seem to address this question.")
+        out = [REFUSAL]
         if answer.closest:
-            out.append("Closest passage (low confidence):")
-            out.append(_render_quote(answer.closest, None))
+            out += ["The closest passage, which is not an answer:", _terminal_quote(answer.closest, None)]
         return "\n".join(out)
-    for n, q in enumerate(answer.quotes, 1):
-        out.append(_render_quote(q, n))
-    return "\n\n".join(out)
+    return "\n\n".join(_terminal_quote(q, n) for n, q in enumerate(answer.quotes, 1))
 
 
-def _render_quote(q, n: int | None) -> str:
+def _terminal_quote(q, n: int | None) -> str:
+    from qa.render import citation
+
     head = f"{n}. " if n else ""
     body = textwrap.fill(q.text, 96, initial_indent="   > ", subsequent_indent="   > ")
-    cite = f"   — {q.speaker}"
-    if q.section:
-        cite += f', in "{q.section}"'
-    if q.time:
-        cite += f" at {q.time}"
-    cite += f" ({q.title})" if q.title else ""
-    lines = [f"{head}[score {q.score:.3f}] {q.source}:{q.start}-{q.end}", body, cite]
+    lines = [f"{head}[score {q.score:.3f}]", body, f"   — {citation(q)}"]
     if q.asked:
-        lines.append("   asked: " + textwrap.shorten(q.asked, 200))
+        lines.append("   In reply to: " + textwrap.shorten(q.asked, 200))
     return "\n".join(lines)
 
 
 def _batch(engine, args) -> int:
-    from qa.engine import QuestionError
+    from qa.engine import QuestionError, question_error
 
     for line in sys.stdin:
         if not line.strip():
@@ -142,8 +138,8 @@ def _batch(engine, args) -> int:
                 question = obj["question"] if isinstance(obj, dict) else question
                 history = obj.get("history") or [] if isinstance(obj, dict) else []
             except (ValueError, KeyError, AttributeError):
-                print(json.dumps({"question": question, "error": "line is not JSON with a "
-                                  "'question' key"}, ensure_ascii=False), flush=True)  # fmt: skip
+                error = question_error(question, "line is not JSON with a 'question' key")
+                print(json.dumps(error, ensure_ascii=False), flush=True)
                 continue
         else:
             history = []
@@ -152,14 +148,15 @@ def _batch(engine, args) -> int:
                 raise QuestionError("history must be a list of earlier questions")
             result = engine.ask(question, args.k, args.source, args.speaker, history).to_dict()
         except QuestionError as e:
-            result = {"question": question if isinstance(question, str) else str(question),
-                      "error": str(e)}  # fmt: skip
+            result = question_error(question, e)
         print(json.dumps(result, ensure_ascii=False), flush=True)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from embeddings.model import offline
+
+    offline()
     args = parser().parse_args(argv)
     from embeddings.model import ModelError
     from qa.engine import QuestionError, check_k, clean_question
@@ -179,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 return _batch(engine, args)
             answer = engine.ask(args.question, args.k, args.source, args.speaker)
             print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=1)
-                  if args.json else render(answer))  # fmt: skip
+                  if args.json else terminal_text(answer))  # fmt: skip
         elif args.command == "index":
             engine = _engine(args, progress=not args.json)
             report = asdict(engine.report)
@@ -268,7 +265,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _eval_suites(args: argparse.Namespace, names: list) -> int:
     """Every set of the suites, qa beside both baselines; sets of one folder also pooled."""
     from qa import evaluate as ev
-    from qa.engine import CALIBRATION
+    from qa.engine import LOCAL_CALIBRATION
 
     sets, rows = _suites(args), []
     for n, name in enumerate(names):
@@ -277,10 +274,13 @@ def _eval_suites(args: argparse.Namespace, names: list) -> int:
         if args.command == "calibrate":
             fit = ev.calibrate([(engine_of(s), s.questions, s.off_topic) for s in sets])
             print(json.dumps({model: fit}, indent=1))
-            if args.write:
-                table = json.loads(CALIBRATION.read_text()) if CALIBRATION.exists() else {}
+            if args.write is not None:
+                path = Path(args.write or args.index_dir / LOCAL_CALIBRATION)
+                table = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
                 table[model] = fit
-                CALIBRATION.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+                print(f"written to {path}", file=sys.stderr)
             continue
         table, groups = [], {}
         for s in sets:

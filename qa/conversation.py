@@ -35,7 +35,7 @@ def is_follow_up(question: str) -> bool:
     return continues and len(own) <= MAX_CONTINUATION_WORDS
 
 
-def resolve(question: str, history: Sequence[str] = ()) -> str:
+def searched_as(question: str, history: Sequence[str] = ()) -> str:
     """The text to search for: the question, plus the earlier question it follows, if any."""
     previous = ""
     for earlier in list(history)[-4:]:

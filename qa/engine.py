@@ -12,21 +12,27 @@ import sys
 import threading
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from embeddings import index as store
 from embeddings.model import Embedder
-from qa import answer as answers
-from qa.conversation import resolve
+from qa.answer import Answer, build
+from qa.conversation import searched_as
 from qa.retrieve import Hit, Query, Ranker, content_tokens, demote_seen, window_text, windows, without_echo
 from qa.transcript import SUFFIXES, Transcript, TranscriptError, parse, read_text
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = PROJECT / "data"
-DEFAULT_INDEX_DIR = Path(os.environ.get("QA_INDEX_DIR", ".index"))
+
+
+def default_index_dir() -> Path:
+    """Where the index is kept unless --index-dir says otherwise: $QA_INDEX_DIR, read when asked."""
+    return Path(os.environ.get("QA_INDEX_DIR", ".index"))
+
+
 CALIBRATION = Path(__file__).with_name("calibration.json")
 MAX_QUESTION_CHARS = 2000
 MAX_K = 20
@@ -56,6 +62,13 @@ def clean_question(question: object) -> str:
             f"question is {len(question)} characters long; the limit is {MAX_QUESTION_CHARS}", 413
         )
     return question
+
+
+def question_error(question: object, error: object) -> dict[str, str]:
+    """A question that could not be answered, in the one shape every face returns it: the
+    CLI's JSON lines, /api/ask, the MCP tool and the feedback recheck."""
+    text = question if isinstance(question, str) else "" if question is None else str(question)
+    return {"question": text[:MAX_QUESTION_CHARS], "error": str(error)}
 
 
 def check_k(k: object) -> int:
@@ -95,26 +108,20 @@ def display_path(path: Path) -> str:
     return file_label(shown)
 
 
-def load_calibration(model_name: str) -> dict[str, float] | None:
-    try:
-        table = json.loads(CALIBRATION.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return table.get(model_name)
+LOCAL_CALIBRATION = "calibration.json"  # in the index folder: `calibrate --write` puts it there
 
 
-@dataclass
-class Report:
-    """What opening the index did, file by file (the keys of `python -m qa index --json`)."""
-
-    added: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    embedded_passages: int = 0
-    passages: int = 0
-    saved: bool = True
+def load_calibration(model_name: str, index_dir: Path | None = None) -> dict[str, float] | None:
+    """The model's refusal calibration: the one fitted here (INDEX_DIR/calibration.json) if
+    any, else the one shipped with the code."""
+    for path in ([Path(index_dir) / LOCAL_CALIBRATION] if index_dir else []) + [CALIBRATION]:
+        try:
+            fit = json.loads(path.read_text(encoding="utf-8")).get(model_name)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if fit:
+            return fit
+    return None
 
 
 Stamp = tuple[int, int, int]  # (mtime in ns, size, inode): a cheap sign that a file changed
@@ -236,7 +243,7 @@ class Loaded:
     transcripts: dict[str, Transcript]
     stored: store.Stored
     ranker: Ranker
-    report: Report
+    report: store.Report
     index: object
     texts: dict[str, str]  # by source, as quotes name it
     titles: dict[str, str]
@@ -251,7 +258,7 @@ class Engine:
     def __init__(
         self,
         data: Path = DEFAULT_DATA,
-        index_dir: Path = DEFAULT_INDEX_DIR,
+        index_dir: Path | None = None,
         model: str | None = None,
         progress: bool = True,
         log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
@@ -263,11 +270,12 @@ class Engine:
         self.log = log
         self.data = Path(data)
         self.uploads = Path(uploads) if uploads is not None else None  # transcripts added from the page
-        self.backend = backend(Path(index_dir), self.embedder.identity)
+        index_dir = Path(index_dir or default_index_dir())
+        self.backend = backend(index_dir, self.embedder.identity)
         self._lock = threading.Lock()  # one refresh at a time
         self.pending: list[str] = []  # files changed on disk and not yet re-indexed
         self.state = self._load(None, progress)
-        self.calibration = load_calibration(self.embedder.name)
+        self.calibration = load_calibration(self.embedder.name, index_dir)
         if self.calibration is None:
             log(f"warning: no refusal calibration for {self.embedder.name}; using a generic one "
                 "(run `python -m qa calibrate`)")  # fmt: skip
@@ -289,9 +297,9 @@ class Engine:
         """Read the transcripts (again only those whose file changed) and sync their vectors."""
         known = {k: (previous.stamps[k], t) for k, t in previous.transcripts.items()} if previous else None
         paths, stamps, transcripts, skipped = load_transcripts(self.data, self.log, known, self.uploads)
-        report = Report(skipped=skipped)
         old = previous.stored if previous else self._stored()
-        stored = self._sync(transcripts, old, report, progress)
+        stored, report = self._sync(transcripts, old, progress)
+        report.skipped = skipped
         passages = [p for t in transcripts.values() for p in t.passages]
         index = self.backend.searchable(stored.vectors)
         ranker = Ranker(passages, stored.vectors, stored.tokens, stored.token_counts, index)
@@ -308,60 +316,19 @@ class Engine:
                 self.log(f"warning: rebuilding the index: {e}")
             return None
 
-    def _sync(
-        self, transcripts: dict[str, Transcript], old: store.Stored | None, report: Report, progress: bool
-    ) -> store.Stored:
-        """Reuse the stored vectors of unchanged transcripts; embed only new or changed ones."""
-        model = self.embedder.identity
-        old_parts = old.parts() if old else {}
-        hashes = {k: store.sha256_bytes(t.text.encode("utf-8")) for k, t in transcripts.items()}
-        spans = {k: windows(t.passages) for k, t in transcripts.items()}
-        todo = []
+    def _sync(self, transcripts: dict[str, Transcript], old: store.Stored | None, progress: bool):
+        """The index of these transcripts: only new or changed ones are embedded (embeddings/index.py)."""
+        sources = {}
         for key, t in transcripts.items():
-            entry = old.files.get(key) if old else None
-            if entry and (entry.sha256, entry.rows, entry.passages) == (hashes[key], len(spans[key]),
-                                                                       len(t.passages)):  # fmt: skip
-                report.unchanged.append(key)
-            else:
-                (report.changed if entry else report.added).append(key)
-                todo.append(key)
-        report.removed = sorted(set(old.files) - set(transcripts)) if old else []
-        texts = [window_text(transcripts[k].passages, w) for k in todo for w in spans[k]]
-        if texts and progress:
-            self.log(f"embedding {len(texts)} passages from {len(todo)} transcript(s)…")
-        fresh, fresh_tokens, _ = self.embedder.encode_tokens(texts, progress=progress and len(texts) > 64)
-        dim = fresh.shape[1] if len(texts) else (old.dim if old else self.embedder.dim)
-        vectors, tokens, counts, files, offset = [], [], [], {}, 0
-        for key, t in transcripts.items():
-            n = len(spans[key])
-            if key in todo:
-                vectors.append(fresh[offset : offset + n])
-                singles = fresh_tokens[offset : offset + len(t.passages)]  # windows of one sentence
-                tokens += singles
-                counts.append(np.array([len(x) for x in singles], dtype=np.int32))
-                offset += n
-            else:
-                v, tok, c = old_parts[key]
-                vectors.append(v)
-                tokens.append(tok)
-                counts.append(c)
-            files[key] = store.FileEntry(hashes[key], n, len(t.passages))
-        stored = store.Stored(
-            model, dim, files,
-            np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
-            np.concatenate(tokens) if tokens else np.zeros((0, dim), np.float16),
-            np.concatenate(counts) if counts else np.zeros(0, np.int32),
-        )  # fmt: skip
-        report.embedded_passages = len(texts)
-        report.passages = len(stored.vectors)
-        if todo or report.removed or old is None:
-            try:
-                self.backend.save(stored)
-            except OSError as e:
-                report.saved = False
-                self.log(f"warning: cannot write the index to {self.backend} ({e.strerror or e}); "
-                         "serving from memory, it will be rebuilt on the next start")  # fmt: skip
-        return stored
+            spans = windows(t.passages)
+            sources[key] = store.Source(
+                store.sha256_bytes(t.text.encode("utf-8")),
+                lambda t=t, spans=spans: [window_text(t.passages, w) for w in spans],
+                len(spans), len(t.passages),
+            )  # fmt: skip
+        return store.sync(
+            self.backend, old, sources, self.embedder, self.embedder.identity, self.log, progress
+        )
 
     def changed(self, state: Loaded | None = None) -> list[str]:
         """Files added, removed or changed on disk since `state` (default: the current view)."""
@@ -409,7 +376,7 @@ class Engine:
     def ask(
         self, question: object, k: object = 3, source: str | None = None,
         speaker: str | None = None, history: Sequence[object] = (),
-    ) -> answers.Answer:  # fmt: skip
+    ) -> Answer:  # fmt: skip
         """Verbatim quotes answering the question, or a refusal. Raises QuestionError.
 
         `history` holds the user's earlier questions, oldest first: a follow-up is searched
@@ -419,21 +386,21 @@ class Engine:
         k = check_k(k)
         allowed = self._filter(state, source, speaker)
         earlier = [clean_question(h) for h in history if isinstance(h, str) and h.strip()]
-        query = resolve(question, earlier)
+        query = searched_as(question, earlier)
         hits, confidence = self.rank(query, allowed, state)
         if query != question:  # a follow-up: its asker has just read the answer to the one before
-            shown, _ = self.rank(resolve(earlier[-1], earlier[:-1]), allowed, state)
+            shown, _ = self.rank(searched_as(earlier[-1], earlier[:-1]), allowed, state)
             hits = demote_seen(hits, shown[0]) if shown else hits
         hits = without_echo(hits, state.passages, question)
         answered = bool(hits) and confidence >= self.calibration["threshold"]
-        answer = answers.build(
+        answer = build(
             question, hits, state.passages, state.texts, state.titles, k, answered, confidence,
             self.model_name, query,
         )  # fmt: skip
         self._check_current(answer, state)
         return answer
 
-    def _check_current(self, answer: answers.Answer, state: Loaded) -> None:
+    def _check_current(self, answer: Answer, state: Loaded) -> None:
         """Quotes are offsets into the files as they were read: a file changed since then is
         refused (503) until it is re-indexed, never quoted from its old text."""
         quoted = {q.source for q in [*answer.quotes, answer.closest] if q is not None}

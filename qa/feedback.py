@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.answer import Answer
-from qa.engine import Engine, QuestionError
+from qa.engine import Engine, QuestionError, question_error
 
 MAX_RECORD_BYTES = 64_000  # one verdict with its question, history and quotes
 MAX_FILE_BYTES = 20_000_000  # the file stops growing here (about 10,000 verdicts)
@@ -97,7 +97,7 @@ def recheck(engine: Engine, cases: list[Case]) -> list[dict]:
         try:
             answer = engine.ask(case.question, 3, history=case.history)
         except QuestionError as e:
-            out.append({"question": case.question, "error": str(e)})
+            out.append(question_error(case.question, e))
             continue
         now = answer.quotes[0] if answer.quotes else None
         same = case.disliked == ((now.source, now.start, now.end) if now else None)

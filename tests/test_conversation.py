@@ -4,7 +4,7 @@ import pytest
 from conftest import INTERVIEW, ROOT, SHARED, FakeEmbedder
 
 from qa import evaluate as ev
-from qa.conversation import is_follow_up, resolve
+from qa.conversation import is_follow_up, searched_as
 from qa.engine import Engine
 
 FOLLOW_UPS = ["Why?", "Since when?", "What about Georgia?", "And the EU?", "Is it formal there?"]
@@ -25,13 +25,13 @@ def test_questions_that_stand_alone_are_not_follow_ups():
 
 
 def test_resolve_chains_follow_ups_and_drops_old_topics():
-    assert resolve("Why?", ["Where does Russia get drones?"]) == "Why? Where does Russia get drones?"
-    assert resolve("When?", ["Did Russia annex Crimea?", "Why?"]) == "When? Why? Did Russia annex Crimea?"
-    assert resolve("Which countries are joining NATO?", ["Why?"]) == "Which countries are joining NATO?"
-    assert resolve("Why?", ["Which countries are joining NATO?", "Did Russia annex Crimea?"]) == (
+    assert searched_as("Why?", ["Where does Russia get drones?"]) == "Why? Where does Russia get drones?"
+    assert searched_as("When?", ["Did Russia annex Crimea?", "Why?"]) == "When? Why? Did Russia annex Crimea?"
+    assert searched_as("Which countries are joining NATO?", ["Why?"]) == "Which countries are joining NATO?"
+    assert searched_as("Why?", ["Which countries are joining NATO?", "Did Russia annex Crimea?"]) == (
         "Why? Did Russia annex Crimea?"
     )
-    assert resolve("Why?", []) == "Why?"
+    assert searched_as("Why?", []) == "Why?"
 
 
 def test_engine_takes_history(tmp_path):

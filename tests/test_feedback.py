@@ -49,7 +49,7 @@ def test_an_unwritable_file_is_reported_not_raised(tmp_path):
 
 
 def test_a_like_event_records_only_a_verdict_on_an_answer_of_this_chat():
-    from app import verdict_record
+    from qa.chat import feedback_entry as verdict_record
 
     kept = [answer("Did Russia annex Crimea?"), None, answer("When?")]
     history = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}] * 3
@@ -71,7 +71,7 @@ def test_a_like_event_records_only_a_verdict_on_an_answer_of_this_chat():
 
 
 def test_exports_stay_in_memory_and_bounded():
-    from app import Exports
+    from qa.chat import Exports
 
     exports = Exports()
     tokens = [exports.new() for _ in range(Exports.MAX_CONVERSATIONS + 10)]

@@ -1,0 +1,251 @@
+"""The chat's behaviour, without Gradio: what a turn answers, what is kept, copied, exported,
+judged and added. app.py only wires these to the page, so they are tested in-process.
+
+A conversation is the list of its turns' answers (None for a turn that was not a question: an
+error, a greeting); the follow-up context is taken from it, never from the page's HTML.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+import urllib.parse
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+
+from qa.conversation import small_talk
+from qa.engine import Engine, QuestionError
+from qa.feedback import FeedbackLog, record, verdict
+from qa.render import answer_html, answer_text, context_html, literal
+
+ALL = "All"  # the filter value that filters nothing
+POINTING_BACK = {"this", "these", "those", "it", "they", "them", "he", "she", "him", "her"}
+MAX_EXAMPLE_CHARS = 200  # an example question is shown whole, on a button that wraps
+MAX_SHOWN_QUESTION = 300  # of a question that could not be asked, what the chat repeats
+
+
+def examples(engine, per_transcript: int = 6) -> list[str]:
+    """Questions that show what a good answer looks like: the interviewers' own questions that
+    stand alone (no "this" or "it" pointing back) and are short enough to show whole, kept only
+    when the interview answers them with someone's reply, not with the question said back."""
+    out = []
+    for t in engine.transcripts.values():
+        found = []
+        for p in t.passages:
+            words = set(re.findall(r"[a-z']+", p.text.lower()))
+            if p.role != "question" or not p.text.endswith("?") or words & POINTING_BACK:
+                continue
+            if not 15 <= len(p.text) <= MAX_EXAMPLE_CHARS or p.text in found:
+                continue
+            try:
+                answer = engine.ask(p.text, 1, source=t.source)
+            except Exception:  # noqa: BLE001 - an example is a nicety: never stop the app for one
+                continue
+            best = answer.quotes[0] if answer.answered else None
+            if best and best.role != "question" and p.text not in best.text:
+                found.append(p.text)
+            if len(found) >= per_transcript:
+                break
+        out += found
+    return out
+
+
+def intro(engine) -> str:
+    """One line on what this is and who speaks; the rest goes in About."""
+    from qa.render import literal
+
+    transcripts = list(engine.transcripts.values())
+    if len(transcripts) == 1:
+        t = transcripts[0]
+        what = f"<strong>{literal(t.title)}</strong> ({', '.join(literal(s) for s in t.speakers)})"
+    else:
+        what = f"{len(transcripts)} transcripts (listed under About)"
+    return (
+        "<h1>Ask the interview</h1><p>Ask in your own words: the answer is the speakers' own words, "
+        f"quoted verbatim, never generated. Loaded: {what}.</p>"
+    )
+
+
+def about(engine) -> str:
+    from qa.render import literal
+
+    items = []
+    for t in engine.transcripts.values():
+        speakers = ", ".join(literal(s) for s in t.speakers)
+        sections = len({p.section for p in t.passages if p.section})
+        items.append(f"<li><strong>{literal(t.title)}</strong> ({literal(t.source)}): {speakers}; "
+                     f"{sections} sections, {len(t.passages)} sentences</li>")  # fmt: skip
+    return (
+        "<p>Every answer is made of the transcripts' own sentences, quoted verbatim with who said "
+        "them, in which section and in reply to which question; the sentence that answers is "
+        "highlighted. When the transcripts do not address a question, the chat says so and quotes "
+        "nothing as an answer. A short follow-up (\u201cWhen?\u201d) is searched together with the "
+        f"question before it.</p><ul>{''.join(items)}</ul>"
+        f"<p>Model: {literal(engine.model_name)}, running on this machine; nothing leaves it.</p>"
+    )
+
+
+def feedback_entry(liked: object, index: object, messages: object, answers: object) -> dict | None:
+    """The feedback record for a like event, or None when it is not a real verdict on a real
+    answer of this conversation: any client can send this event with anything in it."""
+    try:
+        liked = verdict(liked)
+    except ValueError:
+        return None
+    index = index[0] if isinstance(index, list | tuple) and index else index
+    if not (isinstance(index, int) and isinstance(messages, list) and isinstance(answers, list)):
+        return None
+    if not 0 <= index < len(messages):
+        return None
+    nth = sum(1 for m in messages[: index + 1] if isinstance(m, dict) and m.get("role") == "assistant") - 1
+    answer = answers[nth] if 0 <= nth < len(answers) else None
+    if answer is None:
+        return None
+    return record(answer, liked, [a.question for a in answers[:nth] if a is not None])
+
+
+class Exports:
+    """Each open conversation's answers, kept in memory for its Markdown download: nothing is
+    written to disk, and the oldest conversations are let go beyond a bound."""
+
+    MAX_CONVERSATIONS = 512
+    MAX_ANSWERS = 200  # the latest ones of a longer conversation
+
+    def __init__(self) -> None:
+        self._answers: OrderedDict[str, list] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def new(self) -> str:
+        return uuid.uuid4().hex
+
+    def put(self, token: str, answers: list) -> None:
+        if not token:
+            return
+        with self._lock:
+            self._answers[token] = answers[-self.MAX_ANSWERS :]
+            self._answers.move_to_end(token)
+            while len(self._answers) > self.MAX_CONVERSATIONS:
+                self._answers.popitem(last=False)
+
+    def get(self, token: str) -> list | None:
+        with self._lock:
+            return self._answers.get(token)
+
+    @staticmethod
+    def link(token: str) -> str:
+        return (f'<a id="download" class="qa-download" href="/conversation/{token}.md" '
+                'download="conversation.md">Download the conversation (Markdown)</a>')  # fmt: skip
+
+
+class Chat:
+    """One app's chat: the engine, the examples, the exports and the feedback file."""
+
+    def __init__(self, engine: Engine, feedback: FeedbackLog, exports: Exports | None = None) -> None:
+        self.engine, self.feedback, self.exports = engine, feedback, exports or Exports()
+        self.examples = examples(engine)
+
+    def context(self, quote) -> str:
+        state = self.engine.state
+        key = state.keys.get(quote.source)
+        if key is None or state.transcripts[key].text[quote.start : quote.end] != quote.text:
+            return ""  # the file changed between the answer and this: no context to show
+        link = "/transcript/" + urllib.parse.quote(key)
+        return context_html(quote, state.transcripts[key], link)
+
+    @staticmethod
+    def note(text: str) -> dict:
+        return {"role": "assistant", "content": f'<div class="qa-note">{literal(text)}</div>'}
+
+    def respond(
+        self, message: object, history: list[dict] | None, source: str = ALL, speaker: str = ALL,
+        answers: list | None = None,
+    ) -> tuple[str, list[dict], list]:  # fmt: skip
+        """One turn: the emptied box, the chat's messages (`history`) with the question and its
+        answer, and the conversation's answers with this one (None when it was not a question).
+
+        The follow-up context is the kept answers, as many as the chat shows turns: a chat
+        emptied (or a client that sends no history) starts a new conversation."""
+        messages = list(history or [])
+        turns = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "assistant")
+        answers = list(answers or [])[:turns]
+        talk = small_talk(message) if isinstance(message, str) else ""
+        if talk:
+            hint = f" For example: \u201c{self.examples[0]}\u201d" if self.examples else ""
+            reply = "Hello." if talk == "greeting" else "You are welcome."
+            messages.append({"role": "user", "content": literal(message.strip())})
+            messages.append(self.note(f"{reply} Ask a question about the interview in your own words.{hint}"))
+            return "", messages, answers + [None]
+        earlier = [a.question for a in answers if a is not None]
+        try:
+            answer = self.engine.ask(message, 3, None if source == ALL else source,
+                                     None if speaker == ALL else speaker, earlier)  # fmt: skip
+        except QuestionError as e:
+            if isinstance(message, str) and message.strip():
+                shown = message if len(message) <= MAX_SHOWN_QUESTION else message[:MAX_SHOWN_QUESTION] + "…"
+                messages.append({"role": "user", "content": literal(shown)})
+            messages.append(self.note(str(e)))
+            return "", messages, answers + [None]
+        messages.append({"role": "user", "content": literal(answer.question)})
+        messages.append({"role": "assistant", "content": answer_html(answer, self.context)})
+        return "", messages, answers + [answer]
+
+    def export(self, answers: list | None, token: str) -> tuple[str, str]:
+        """The latest answer as text to copy, and the link that downloads the conversation."""
+        kept = [a for a in answers or [] if a is not None]
+        self.exports.put(token, kept)
+        if not kept:
+            return "", ""
+        return answer_text(kept[-1]), self.exports.link(token) if token else ""
+
+    def judge(self, liked: object, index: object, messages: object, answers: object) -> str:
+        """Append a like or dislike to the feedback file; returns why not, if it was not."""
+        entry = feedback_entry(liked, index, messages, answers)
+        why = self.feedback.append(entry) if entry else ""
+        if why:
+            print(f"warning: feedback not kept: {why}", file=sys.stderr)
+        return why
+
+    def add(self, files: list | None) -> Iterator[tuple[str, None]]:
+        """Transcripts dropped on the page: checked, stored under names of our own, indexed
+        alone while the chat keeps answering from what is already indexed."""
+        from qa.uploads import MAX_BYTES, save_all
+
+        named, incoming = [], os.environ.get("GRADIO_TEMP_DIR")
+        for f in files or []:
+            path = Path(f if isinstance(f, str) else getattr(f, "name", "") or "")
+            name = path.name
+            if not name:
+                continue
+            try:
+                if path.stat().st_size > MAX_BYTES:
+                    named.append((name, b"x" * (MAX_BYTES + 1)))  # refused by size, unread
+                else:
+                    named.append((name, path.read_bytes()))
+            except OSError:
+                named.append((name, b""))
+            finally:
+                if incoming and path.resolve().is_relative_to(Path(incoming).resolve()):
+                    path.unlink(missing_ok=True)  # Gradio's copy: the one kept is ours
+        if not named:
+            yield "", None
+            return
+        yield f"Checking {len(named)} file(s)…", None
+        saved, errors = save_all(self.engine.uploads, named)
+        problems = "".join(f"\n- {literal(e)}" for e in errors)
+        if saved:
+            yield f"Indexing {len(saved)} file(s); the chat keeps answering meanwhile…{problems}", None
+            try:
+                self.engine.refresh()
+            except Exception as e:  # noqa: BLE001 - the page says so; the last index keeps serving
+                yield f"Indexing failed: {literal(str(e))}{problems}", None
+                return
+        kept_paths = {p.resolve() for p in saved}
+        state = self.engine.state
+        names = [t.title for k, t in state.transcripts.items() if state.paths[k].resolve() in kept_paths]
+        added = "".join(f"\n- **{literal(n)}**" for n in names)
+        head = f"Added, and searchable now:{added}" if saved else "Nothing was added."
+        yield f"{head}{chr(10) + chr(10) + 'Not added:' + problems if errors else ''}", None
