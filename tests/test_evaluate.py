@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 from conftest import INTERVIEW, FakeEmbedder
 
@@ -59,3 +60,44 @@ def test_calibrate_fits_one_threshold_over_every_set(tmp_path):
     assert all(
         e.ranker.confidence(e.query(q["question"]), fit["alpha"]) < fit["threshold"] for q in off_topic[:2]
     )
+
+
+NATO = ["Is NATO a party to this war?", "Finland and Sweden joining", "What about Iranian drones?"]
+
+
+def asked(questions, **extra):
+    return [{"question": q, **extra} for q in questions]
+
+
+def test_calibrate_picks_the_best_split_when_none_is_perfect(tmp_path):
+    """One in-scope question is really off-topic and one off-topic question is really about the
+    interview: the fit answers the rest, refuses the rest, and no weight or threshold does better."""
+    e = Engine(INTERVIEW, tmp_path / "i", embedder=FakeEmbedder(), progress=False, log=lambda m: None)
+    in_scope = asked([*NATO, "Russia annexed Crimea in 2014", "Who painted the Mona Lisa?"])
+    off_topic = asked(["How do I bake sourdough bread?", "Who wrote Hamlet?", "What is the capital of Peru?",
+                       "NATO and Azerbaijan cooperation"])  # fmt: skip
+    fit = ev.calibrate([(e, in_scope, off_topic)])
+    reloaded = Engine(INTERVIEW, tmp_path / "i", embedder=FakeEmbedder(), progress=False, log=lambda m: None)
+    assert reloaded.report.embedded_passages == 0  # its vectors read back from disk
+    assert ev.calibrate([(reloaded, in_scope, off_topic)]) == fit  # the same sets, the same fit
+    e.calibration = fit
+    answered = {q["question"] for q in in_scope + off_topic if e.ask(q["question"]).answered}
+    assert answered == {q["question"] for q in in_scope[:4] + off_topic[3:]}
+    assert fit["balanced_accuracy"] == pytest.approx((4 / 5 + 3 / 4) / 2)
+    # Every weight on the grid and every threshold that splits the questions differently.
+    queries = {q["question"]: e.query(q["question"]) for q in in_scope + off_topic}
+    for alpha in np.arange(0.0, 1.01, 0.05):
+        scores = {q: e.ranker.confidence(query, alpha) for q, query in queries.items()}
+        for t in scores.values():
+            yes = np.mean([scores[q["question"]] >= t for q in in_scope])
+            no = np.mean([scores[q["question"]] < t for q in off_topic])
+            assert (yes + no) / 2 <= fit["balanced_accuracy"] + 1e-9, (alpha, t)
+
+
+def test_calibrate_needs_off_topic_questions_somewhere(tmp_path):
+    e = Engine(INTERVIEW, tmp_path / "i", embedder=FakeEmbedder(), progress=False, log=lambda m: None)
+    with pytest.raises(ValueError, match="plainly off-topic"):
+        ev.calibrate([(e, asked(NATO), []), (e, asked(NATO), asked(["Who wrote Hamlet?"], hard=True))])
+    # A set of off-topic questions alone and a set of in-scope ones alone fit together.
+    fit = ev.calibrate([(e, [], asked(["How do I bake sourdough bread?"])), (e, asked(NATO), [])])
+    assert (fit["in_scope"], fit["off_topic"], fit["balanced_accuracy"]) == (3, 1, 1.0)

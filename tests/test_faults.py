@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from conftest import INTERVIEW, ROOT, env_for_subprocess
+from conftest import INTERVIEW, ROOT, FakeEmbedder, env_for_subprocess
 
 from embeddings import index as store
 from embeddings import model as models
@@ -29,37 +29,101 @@ def run(tmp_path, *args, module=("-m", "qa"), timeout=300):
     )
 
 
-def big_transcript(path, copies=8):
+# `python -m qa ...` with the fake embedder (what the model is does not matter to how the index
+# is written), stopped for good at one write of the index: at the fsync of a file's temporary copy
+# (written in full, not yet renamed into place), or with "done", at the fsync of the folder once
+# the manifest is in place. It touches MARKER when it stops there.
+PAUSED = """
+import os, runpy, sys, time
+sys.path.insert(0, {tests!r})
+from conftest import FakeEmbedder
+import qa.engine
+qa.engine.Embedder = lambda model=None: FakeEmbedder()
+marker, stage = sys.argv[1:3]
+real_fsync = os.fsync
+def fsync(fd):
+    real_fsync(fd)
+    path = os.readlink(f"/proc/self/fd/{{fd}}")
+    name = os.path.basename(path)
+    if (name.startswith(f".{{stage}}.") and name.endswith(".tmp")) or (
+        stage == "done" and os.path.isfile(os.path.join(path, "manifest.json"))
+    ):
+        open(marker, "w").close()
+        time.sleep(300)
+os.fsync = fsync
+sys.argv = ["qa", *sys.argv[3:]]
+runpy.run_module("qa", run_name="__main__", alter_sys=True)
+"""
+
+
+def index_run(tmp_path, data, index_dir, stage="never"):
+    """`python -m qa index --json` as a child stopped at `stage`; it exits on its own if never there."""
+    marker = tmp_path / "paused"
+    marker.unlink(missing_ok=True)
+    args = ["index", "--json", "--data", str(data), "--index-dir", str(index_dir)]
+    code = PAUSED.format(tests=str(ROOT / "tests"))
+    return marker, subprocess.Popen(
+        [sys.executable, "-c", code, str(marker), stage, *args], cwd=ROOT, env=env_for_subprocess(tmp_path),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def index_report(tmp_path, data, index_dir) -> dict:
+    _, proc = index_run(tmp_path, data, index_dir)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return json.loads(out)
+
+
+@pytest.mark.parametrize(
+    "stage, earlier, outcome",
+    [
+        (store.INDEX_FILE, False, "rebuilt"),  # the first file half-saved, nothing else there
+        (store.TOKENS_FILE, True, "rebuilt"),  # new vectors in place beside the old token vectors
+        (store.MANIFEST, False, "rebuilt"),  # every data file in place, the manifest not yet
+        ("done", False, "reused"),  # killed after the manifest was renamed into place
+    ],
+)
+def test_sigkill_while_saving_the_index_never_serves_a_partial_one(tmp_path, stage, earlier, outcome):
+    data = tmp_path / "interview.txt"
     text = INTERVIEW.read_text(encoding="utf-8")
-    title, rest = text.split("\n", 1)
-    body = "".join(rest.replace('"\n', f' ({i})"\n') for i in range(copies))
-    path.write_text(title + "\n" + body, encoding="utf-8")
-    return path
-
-
-@pytest.mark.parametrize("delay", [1.0, 4.0])
-def test_sigkill_while_indexing_never_leaves_a_usable_partial_index(tmp_path, delay):
-    data = big_transcript(tmp_path / "big.txt")
-    rows = len(windows(parse_file(data).passages))  # one title, then 8 copies of 165 windows
-    assert rows == 1 + 8 * 165
+    rows = len(windows(parse_file(INTERVIEW).passages))
     index_dir = tmp_path / "idx"
-    cmd = [sys.executable, "-m", "qa", "index", "--json", "--data", str(data), "--index-dir", str(index_dir)]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env_for_subprocess(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    env = env_for_subprocess(tmp_path)
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    report = json.loads(r.stdout)
-    assert report["passages"] == rows
-    assert report["embedded_passages"] in (0, rows)  # the old index whole, or rebuilt whole
-    folder = next(index_dir.iterdir())
+    folder = store.model_folder(index_dir, FakeEmbedder().identity)
+    if earlier:  # a complete index of the file as it was, which this save replaces
+        data.write_text(text.replace("NATO is not a party", "NATO is no party"), encoding="utf-8")
+        assert index_report(tmp_path, data, index_dir)["embedded_passages"] == rows
+    data.write_text(text, encoding="utf-8")
+    marker, proc = index_run(tmp_path, data, index_dir, stage)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None, f"the child finished without reaching {stage}: {proc.communicate()}"
+            assert time.monotonic() < deadline, f"the child did not reach {stage} in 60 s"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)  # where it stopped (or, if the test failed, wherever it is)
+        proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    # What the kill left: the file it was writing, whole but under its temporary name.
+    temporary = sorted(p.name for p in folder.glob(".*.tmp"))
+    if outcome == "rebuilt":
+        assert len(temporary) == 1 and temporary[0].startswith(f".{stage}.")
+        assert not (folder / store.MANIFEST).exists()  # nothing vouches for what is there
+        assert (folder / store.INDEX_FILE).exists() == (stage != store.INDEX_FILE)
+        with pytest.raises(store.IndexUnusable):
+            store.load(folder, FakeEmbedder().identity)
+    else:
+        assert temporary == [] and store.load(folder, FakeEmbedder().identity).vectors.shape[0] == rows
+    report = index_report(tmp_path, data, index_dir)
+    assert report["passages"] == rows and report["saved"]
+    assert report["embedded_passages"] == (rows if outcome == "rebuilt" else 0)  # whole, or not at all
     assert not list(folder.glob(".*.tmp"))
-    manifest = json.loads((folder / store.MANIFEST).read_text())
-    assert manifest["count"] == rows and sum(f["passages"] for f in manifest["files"].values()) == 1 + 8 * 76
+    manifest = json.loads((folder / store.MANIFEST).read_text(encoding="utf-8"))
+    assert manifest["count"] == rows and [f["sha256"] for f in manifest["files"].values()] == [
+        store.sha256_bytes(text.encode("utf-8"))
+    ]
+    assert store.load(folder, FakeEmbedder().identity).vectors.shape[0] == rows
 
 
 def test_unwritable_index_dir_still_serves(tmp_path):

@@ -187,15 +187,16 @@ def test_damaged_token_vectors_are_rebuilt_with_a_warning(tmp_path):
     assert np.array_equal(first.tokens, again.tokens)
 
 
-def test_read_only_index_dir_serves_from_memory(tmp_path):
-    index_dir = tmp_path / "index"
-    index_dir.mkdir()
-    index_dir.chmod(0o500)
-    try:
-        logs = []
-        e = Engine(INTERVIEW, index_dir, embedder=FakeEmbedder(), progress=False, log=logs.append)
-        if not e.report.saved:  # root may write anyway
-            assert any("serving from memory" in m for m in logs)
-        assert e.ask("Is NATO a party to this war?").quotes
-    finally:
-        index_dir.chmod(0o700)
+def test_unwritable_index_dir_serves_from_memory(tmp_path):
+    """The index folder would sit below a regular file: no one can create it, root included."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder", encoding="utf-8")
+    logs = []
+    e = Engine(INTERVIEW, blocker / "index", embedder=FakeEmbedder(), progress=False, log=logs.append)
+    assert not e.report.saved and e.report.added == ["interview.txt"]
+    assert e.report.passages == WINDOWS and len(e.vectors) == WINDOWS
+    assert sum("cannot write the index" in m and "serving from memory" in m for m in logs) == 1
+    assert not any("rebuilding" in m for m in logs)  # nothing stored: nothing to warn about
+    answer = e.ask("Is NATO a party to this war?")
+    assert answer.answered and answer.quotes[0].text == "NATO is not a party to this war."
+    assert blocker.read_text(encoding="utf-8") == "not a folder"

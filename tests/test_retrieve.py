@@ -152,13 +152,21 @@ def test_allowed_excludes_windows_touching_a_masked_passage():
 
 
 def test_demote_seen_lowers_windows_sharing_a_sentence_with_the_quote_shown():
-    hits = [Hit(1, 1, 1, 2.0), Hit(1, 2, 1, 1.8), Hit(0, 0, 0, 1.6), Hit(2, 2, 2, 0.1), Hit(3, 3, 3, 0.0)]
-    out = demote_seen(hits, Hit(1, 2, 2, 9.0))
-    assert [(h.first, h.last) for h in out] == [(0, 0), (1, 1), (1, 2), (3, 3), (2, 2)]
+    p = SEEN_PENALTY
+    shown = Hit(1, 2, 2, 9.0)  # sentences 1 and 2
+    sharing = [Hit(1, 1, 1, 1.5 + p), Hit(1, 2, 1, 1.3 + p), Hit(0, 1, 0, 1.25 + p), Hit(2, 3, 3, 0.9 + p),
+               Hit(2, 2, 2, p - 0.4)]  # fmt: skip
+    apart = [Hit(0, 0, 0, 1.6), Hit(3, 3, 3, 1.2)]  # beside the quote shown, not in it
+    hits = sorted(sharing + apart, key=lambda h: -h.score)
+    assert hits[0] == Hit(1, 1, 1, 1.5 + p)  # first before the follow-up
+    out = demote_seen(hits, shown)
+    assert [(h.first, h.last) for h in out] == [(0, 0), (1, 1), (1, 2), (0, 1), (3, 3), (2, 3), (2, 2)]
     scores = {(h.first, h.last): h.score for h in out}
-    assert np.isclose(scores[(1, 1)], 2.0 - SEEN_PENALTY) and np.isclose(scores[(2, 2)], 0.1 - SEEN_PENALTY)
-    assert scores[(0, 0)] == 1.6 and scores[(3, 3)] == 0.0
-    assert [h.best for h in out][:3] == [0, 1, 1]
+    for h in sharing:
+        assert np.isclose(scores[(h.first, h.last)], h.score - p), h
+    assert scores[(0, 0)] == 1.6 and scores[(3, 3)] == 1.2
+    assert {(h.first, h.last, h.best) for h in out} == {(h.first, h.last, h.best) for h in hits}
+    assert demote_seen([], shown) == []
 
 
 def test_coverage_is_share_of_known_words():
