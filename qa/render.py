@@ -208,7 +208,7 @@ def conversation_markdown(answers: list[Answer]) -> str:
         if a.searched and a.searched != a.question:
             out += [f"*Searched as:* {_md_line(a.searched)}", ""]
         if not a.answered:
-            out += ["The interview does not address this question.", ""]
+            out += [REFUSAL, ""]
         for q in a.quotes:
             out += [f"> {line}" if line else ">" for line in map(_md_escape, q.text.splitlines())]
             out += ["", f"— {_md_line(citation(q))}"]
