@@ -152,14 +152,16 @@ def _load_array(path: Path, digest: str) -> np.ndarray:
         raise IndexUnusable(f"{path} cannot be read ({e})") from None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: a reader sees the old file or the new one."""
+def write_atomic(path: Path, data: bytes) -> None:
+    """Temp file in the same folder (".NAME.*.tmp"), fsync, rename, fsync the folder: a reader
+    sees the old file or the new one, whole, and a crash leaves at most a temp file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from other local users
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -195,10 +197,10 @@ def save(folder: Path, stored: Stored) -> None:
     # The manifest goes first out of the way, so that a crash between the two writes leaves
     # no manifest vouching for the wrong index file.
     (folder / MANIFEST).unlink(missing_ok=True)
-    _write_atomic(folder / INDEX_FILE, data)
-    _write_atomic(folder / TOKENS_FILE, tokens)
-    _write_atomic(folder / COUNTS_FILE, counts)
-    _write_atomic(folder / MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))
+    write_atomic(folder / INDEX_FILE, data)
+    write_atomic(folder / TOKENS_FILE, tokens)
+    write_atomic(folder / COUNTS_FILE, counts)
+    write_atomic(folder / MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))
 
 
 class Searchable(Protocol):

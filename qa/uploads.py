@@ -10,11 +10,10 @@ beside the data folder (`Engine(uploads=...)`), its files keyed `uploads/NAME`.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 
+from embeddings.index import write_atomic
 from qa.engine import file_label
 from qa.transcript import SUFFIXES, TranscriptError, decode, parse
 
@@ -78,7 +77,7 @@ def save(folder: Path, name: str, data: bytes) -> Path:
         same = next((p for p in folder.glob(f"*-{target.stem[-8:]}.*") if _holds(p, data)), None)
         if same is not None:  # stored before, maybe under another name: index it once
             return same
-        _write_atomic(target, data)
+        write_atomic(target, data)
     except OSError as e:
         raise UploadError(
             f"{shown(name)}: cannot be stored in {folder} ({e.strerror or e}); "
@@ -108,25 +107,3 @@ def _holds(path: Path, data: bytes) -> bool:
         return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
     except OSError:
         return False
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: the folder's reader, which may be scanning
-    it right now, sees no file or the whole file. The temp name starts with "." and ends in
-    ".tmp", which the scan passes over."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
