@@ -320,10 +320,14 @@ def build_app(
         return JSONResponse({"error": "invalid request parameters"}, status_code=400)
 
     @api.api_route("/healthz", methods=["GET", "HEAD"])
-    def healthz() -> dict:
-        pending = engine.pending
-        return {"status": "re-indexing" if pending else "ok", "pending": pending,
-                "passages": len(engine.passages), "model": engine.model_name}  # fmt: skip
+    def healthz() -> JSONResponse:
+        pending, problem = engine.pending, engine.problem()
+        status = "unavailable" if problem else "re-indexing" if pending else "ok"
+        body = {"status": status, "pending": pending, "passages": len(engine.passages),
+                "model": engine.model_name}  # fmt: skip
+        if problem:
+            body["error"] = problem
+        return JSONResponse(body, 503 if problem else 200)
 
     @api.api_route("/transcript/{key:path}", methods=["GET", "HEAD"], dependencies=[Depends(signed_in)])
     def transcript(key: str) -> HTMLResponse:
@@ -403,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     offline()
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     args = parse_args(argv)
+    from qa.cli import backend_from
     from qa.engine import Engine
     from qa.transcript import TranscriptError
     from qa.uploads import default_folder
@@ -419,8 +424,8 @@ def main(argv: list[str] | None = None) -> int:
               + ("" if auth else "; consider --auth user:password"), file=sys.stderr)  # fmt: skip
     try:
         uploads = args.uploads or default_folder(args.index_dir)
-        engine = Engine(args.data, args.index_dir, args.model, uploads=uploads)
-    except (TranscriptError, ModelError, OSError) as e:
+        engine = Engine(args.data, args.index_dir, args.model, uploads=uploads, backend=backend_from(args))
+    except (TranscriptError, ModelError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     # Gradio keeps each file sent from the page until `add` has read it: in our folder, not /tmp.

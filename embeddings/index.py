@@ -214,17 +214,20 @@ class Searchable(Protocol):
 class Backend(Protocol):
     """Where vectors live. The engine decides what to (re)embed; a backend stores and searches.
 
-    FaissFolder is the one here; a vector database (Qdrant, OpenSearch) would be one more class
-    with these four methods, its collection named after the model like the folder is.
+    FaissFolder is the one here; QdrantStore (embeddings/qdrant.py) keeps the same vectors in a
+    Qdrant collection named after the model as the folder is. `save` gets the sources too, for
+    a backend that records each window's span.
     """
 
     def has_files(self) -> bool: ...  # anything stored, so that a failed load deserves a warning
 
     def load(self) -> Stored: ...  # raises IndexUnusable when absent or not trustworthy
 
-    def save(self, stored: Stored) -> None: ...  # raises OSError when it cannot
+    def save(self, stored: Stored, sources: dict[str, Source] | None = None) -> None: ...  # OSError if not
 
-    def searchable(self, vectors: np.ndarray) -> Searchable: ...
+    def searchable(self, stored: Stored) -> Searchable: ...
+
+    def problem(self) -> str | None: ...  # why it cannot be searched now (a server down), or None
 
 
 class FaissFolder:
@@ -243,11 +246,14 @@ class FaissFolder:
     def load(self) -> Stored:
         return load(self.folder, self.model)
 
-    def save(self, stored: Stored) -> None:
+    def save(self, stored: Stored, sources: dict[str, Source] | None = None) -> None:
         save(self.folder, stored)
 
-    def searchable(self, vectors: np.ndarray) -> faiss.IndexFlatIP:
-        return to_faiss(vectors)
+    def searchable(self, stored: Stored) -> faiss.IndexFlatIP:
+        return to_faiss(stored.vectors)
+
+    def problem(self) -> str | None:
+        return None
 
 
 # --- sync: what changed, embed only that -------------------------------------------------------
@@ -270,12 +276,13 @@ class Report:
 @dataclass(frozen=True)
 class Source:
     """One transcript as the index sees it: its hash, the texts of its windows (its single
-    sentences first, whose token vectors are kept) and its sentence count."""
+    sentences first, whose token vectors are kept), their character spans, and its sentence count."""
 
     sha256: str
     windows: Callable[[], list[str]]  # asked for only when the file must be embedded
     rows: int
     passages: int
+    spans: Callable[[], list[tuple[int, int]]] = lambda: []  # (start, end) of each window in the file
 
 
 class Embeds(Protocol):
@@ -333,7 +340,7 @@ def sync(
     report.passages = len(stored.vectors)
     if todo or report.removed or old is None:
         try:
-            backend.save(stored)
+            backend.save(stored, sources)
         except OSError as e:
             report.saved = False
             log(f"warning: cannot write the index to {backend} ({e.strerror or e}); "

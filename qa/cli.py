@@ -35,6 +35,44 @@ def add_data_options(parser: argparse.ArgumentParser, comma_models: bool = False
     more = "; eval and calibrate also take a comma list (minilm,mpnet)" if comma_models else ""
     parser.add_argument("--model", default=None,
                         help=f"minilm (default), mpnet, or a local model folder{more}")  # fmt: skip
+    parser.add_argument(
+        "--backend",
+        choices=("faiss", "qdrant"),
+        default="faiss",
+        help="where the vectors live: a FAISS folder in --index-dir (default), or Qdrant",
+    )
+    parser.add_argument(
+        "--qdrant-url",
+        default=None,
+        metavar="URL",
+        help="a Qdrant server or cluster (default: $QA_QDRANT_URL); its API key is read "
+        "from $QA_QDRANT_API_KEY only",
+    )
+    parser.add_argument("--qdrant-path", type=Path, default=None, metavar="DIR",
+                        help="Qdrant embedded in this process, its data in DIR "
+                             "(default without a URL: INDEX_DIR/qdrant)")  # fmt: skip
+
+
+def backend_from(args: argparse.Namespace, namespace: str = ""):
+    """The Engine's `backend` for --backend and its options: connects to Qdrant now, so that an
+    unreachable server is reported at start (BackendUnavailable, an OSError)."""
+    import os
+
+    from embeddings import index as store
+
+    url = args.qdrant_url or (os.environ.get("QA_QDRANT_URL") if args.backend == "qdrant" else None)
+    if args.backend == "faiss":
+        if url or args.qdrant_path:
+            raise ValueError("--qdrant-url and --qdrant-path need --backend qdrant")
+        return store.FaissFolder
+    if url and args.qdrant_path:
+        raise ValueError("give --qdrant-url or --qdrant-path, not both")
+    from embeddings.qdrant import QdrantStore, connect
+
+    path = None if url else args.qdrant_path or args.index_dir / "qdrant"
+    client = connect(url, path, os.environ.get("QA_QDRANT_API_KEY") or None)
+    where = url or str(path)
+    return lambda _index_dir, model: QdrantStore(client, model, where, namespace, embedded=url is None)
 
 
 def _suite(parser: argparse.ArgumentParser) -> None:
@@ -97,9 +135,8 @@ def _engine(args: argparse.Namespace, progress: bool = True):
     from qa.engine import Engine
     from qa.uploads import default_folder
 
-    return Engine(
-        args.data, args.index_dir, args.model, progress=progress, uploads=default_folder(args.index_dir)
-    )
+    return Engine(args.data, args.index_dir, args.model, progress=progress,
+                  backend=backend_from(args), uploads=default_folder(args.index_dir))  # fmt: skip
 
 
 def terminal_text(answer) -> str:
@@ -219,9 +256,8 @@ def _suite_engines(args: argparse.Namespace, name: str | None, sets: list):
         key = str(Path(s.data).resolve())
         if key not in engines:
             slug = hashlib.sha256(key.encode()).hexdigest()[:12]
-            engines[key] = Engine(
-                s.data, args.index_dir / "eval" / slug, name, progress=False, log=lambda m: None
-            )
+            engines[key] = Engine(s.data, args.index_dir / "eval" / slug, name, progress=False,
+                                  log=lambda m: None, backend=backend_from(args, f"eval-{slug}"))  # fmt: skip
     return lambda s: engines[str(Path(s.data).resolve())]
 
 

@@ -301,7 +301,8 @@ class Engine:
         stored, report = self._sync(transcripts, old, progress)
         report.skipped = skipped
         passages = [p for t in transcripts.values() for p in t.passages]
-        index = self.backend.searchable(stored.vectors)
+        # A view the backend could not store is searched in memory: the backend lacks its files.
+        index = self.backend.searchable(stored) if report.saved else store.to_faiss(stored.vectors)
         ranker = Ranker(passages, stored.vectors, stored.tokens, stored.token_counts, index)
         texts = {t.source: t.text for t in transcripts.values()}
         titles = {t.source: t.title for t in transcripts.values()}
@@ -325,6 +326,7 @@ class Engine:
                 store.sha256_bytes(t.text.encode("utf-8")),
                 lambda t=t, spans=spans: [window_text(t.passages, w) for w in spans],
                 len(spans), len(t.passages),
+                lambda t=t, spans=spans: [(t.passages[w.first].start, t.passages[w.last].end) for w in spans],
             )  # fmt: skip
         return store.sync(
             self.backend, old, sources, self.embedder, self.embedder.identity, self.log, progress
@@ -351,6 +353,10 @@ class Engine:
                 self.state = self._load(self.state, progress=False)
                 self.pending = []
             return changed
+
+    def problem(self) -> str | None:
+        """Why questions cannot be answered now (the index server is unreachable), or None."""
+        return self.backend.problem()
 
     @property
     def model_name(self) -> str:
@@ -387,10 +393,13 @@ class Engine:
         allowed = self._filter(state, source, speaker)
         earlier = [clean_question(h) for h in history if isinstance(h, str) and h.strip()]
         query = searched_as(question, earlier)
-        hits, confidence = self.rank(query, allowed, state)
-        if query != question:  # a follow-up: its asker has just read the answer to the one before
-            shown, _ = self.rank(searched_as(earlier[-1], earlier[:-1]), allowed, state)
-            hits = demote_seen(hits, shown[0]) if shown else hits
+        try:
+            hits, confidence = self.rank(query, allowed, state)
+            if query != question:  # a follow-up: its asker has just read the answer to the one before
+                shown, _ = self.rank(searched_as(earlier[-1], earlier[:-1]), allowed, state)
+                hits = demote_seen(hits, shown[0]) if shown else hits
+        except ConnectionError as e:  # the index server (embeddings/qdrant.py) is down
+            raise QuestionError(f"the index cannot be searched now: {e}; ask again shortly", 503) from None
         hits = without_echo(hits, state.passages, question)
         answered = bool(hits) and confidence >= self.calibration["threshold"]
         answer = build(

@@ -75,3 +75,32 @@ def test_plainly_off_topic_questions_are_refused(suite):
     engine = next(e for s, e, _ in suite if s.data == INTERVIEW)
     answer = engine.ask("What is the capital of France?")
     assert not answer.answered and answer.quotes == [] and answer.closest is not None
+
+
+def _without_scores(answer: dict) -> dict:
+    quotes = [{k: v for k, v in q.items() if k != "score"} for q in answer["quotes"]]
+    closest = answer["closest"] and {k: v for k, v in answer["closest"].items() if k != "score"}
+    return {**answer, "quotes": quotes, "closest": closest, "confidence": None}
+
+
+def test_qdrant_gives_the_answers_faiss_gives(suite, tmp_path_factory):
+    """`--backend qdrant` stores the same vectors: every answer of every shared set (the first 40
+    questions of each) is the same, quote for quote, through the embedded Qdrant client."""
+    from embeddings.qdrant import QdrantStore, connect
+
+    client = connect(path=tmp_path_factory.mktemp("qdrant"))
+    engines = {}
+    for n, (s, faiss_engine, _) in enumerate(suite):
+        if s.data not in engines:
+            engines[s.data] = Engine(
+                s.data, tmp_path_factory.mktemp("index"), progress=False, log=lambda m: None,
+                backend=lambda _dir, model, n=n: QdrantStore(client, model, "test", f"set{n}", embedded=True),
+            )  # fmt: skip
+        qdrant_engine = engines[s.data]
+        assert type(qdrant_engine.index).__name__ == "QdrantSearch"
+        for q in s.questions[:40] + s.off_topic:
+            a, b = faiss_engine.ask(q["question"]).to_dict(), qdrant_engine.ask(q["question"]).to_dict()
+            assert _without_scores(a) == _without_scores(b), (s.name, q["question"])
+            assert abs(a["confidence"] - b["confidence"]) <= 1e-4
+            for x, y in zip(a["quotes"], b["quotes"], strict=True):
+                assert abs(x["score"] - y["score"]) <= 1e-4
