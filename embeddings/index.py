@@ -295,11 +295,12 @@ class Embeds(Protocol):
 
 def sync(
     backend: Backend, old: Stored | None, sources: dict[str, Source], embedder: Embeds,
-    model: dict[str, str], log: Callable[[str], None], progress: bool = False,
+    model: dict[str, str], log: Callable[[str], None], progress: bool = False, unsaved: bool = False,
 ) -> tuple[Stored, Report]:  # fmt: skip
     """The vectors of `sources`, in their order: those of unchanged files taken from `old`, the
-    others embedded now; saved when anything changed. A file is unchanged when its hash, row
-    and sentence counts all match what `old` recorded."""
+    others embedded now; saved when anything changed, or when `old` itself could not be saved
+    (`unsaved`). A file is unchanged when its hash, row and sentence counts all match what `old`
+    recorded."""
     report = Report()
     old_parts = old.parts() if old else {}
     todo = []
@@ -338,7 +339,7 @@ def sync(
     )  # fmt: skip
     report.embedded_passages = len(texts)
     report.passages = len(stored.vectors)
-    if todo or report.removed or old is None:
+    if todo or report.removed or old is None or unsaved:
         try:
             backend.save(stored, sources)
         except OSError as e:

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import sys
 import threading
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,7 +62,12 @@ def connect(url: str | None = None, path: Path | None = None, api_key: str | Non
         return _clients[where]
     try:
         if url:
-            client = QdrantClient(url=url, api_key=api_key, timeout=TIMEOUT)
+            if api_key and url.startswith("http://"):
+                print(f"warning: the Qdrant API key goes to {url} unencrypted; use https", file=sys.stderr)
+            with warnings.catch_warnings():  # the client's own, two lines long, said above in one
+                warnings.simplefilter("ignore")
+                # No version check: it runs in a thread of its own and warns at a random moment.
+                client = QdrantClient(url=url, api_key=api_key, timeout=TIMEOUT, check_compatibility=False)
         else:
             Path(path).mkdir(parents=True, exist_ok=True)
             client = OneAtATime(QdrantClient(path=str(path)))
@@ -178,7 +185,11 @@ class QdrantStore:
         why = self._fits(dim)
         if why:
             raise IndexUnusable(f"{self} is not an index of this format: {why}")
-        return self._read(files, dim, token_totals)
+        stored = self._read(files, dim, token_totals)
+        with self._reach():  # a sync cut short after its record leaves points no record lists
+            if self.client.count(self.name, exact=True).count > len(stored.vectors) + 1:
+                self._drop_unlisted(self._present)
+        return stored
 
     def _read(self, files: dict[str, FileEntry], dim: int, token_totals: dict[str, int]) -> Stored:
         """Every point the record lists, put back in row order; IndexUnusable if one is missing."""

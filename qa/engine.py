@@ -298,7 +298,9 @@ class Engine:
         known = {k: (previous.stamps[k], t) for k, t in previous.transcripts.items()} if previous else None
         paths, stamps, transcripts, skipped = load_transcripts(self.data, self.log, known, self.uploads)
         old = previous.stored if previous else self._stored()
-        stored, report = self._sync(transcripts, old, progress)
+        stored, report = self._sync(
+            transcripts, old, progress, unsaved=bool(previous) and not previous.report.saved
+        )
         report.skipped = skipped
         passages = [p for t in transcripts.values() for p in t.passages]
         # A view the backend could not store is searched in memory: the backend lacks its files.
@@ -317,7 +319,9 @@ class Engine:
                 self.log(f"warning: rebuilding the index: {e}")
             return None
 
-    def _sync(self, transcripts: dict[str, Transcript], old: store.Stored | None, progress: bool):
+    def _sync(
+        self, transcripts: dict[str, Transcript], old: store.Stored | None, progress: bool, unsaved: bool
+    ):
         """The index of these transcripts: only new or changed ones are embedded (embeddings/index.py)."""
         sources = {}
         for key, t in transcripts.items():
@@ -329,7 +333,7 @@ class Engine:
                 lambda t=t, spans=spans: [(t.passages[w.first].start, t.passages[w.last].end) for w in spans],
             )  # fmt: skip
         return store.sync(
-            self.backend, old, sources, self.embedder, self.embedder.identity, self.log, progress
+            self.backend, old, sources, self.embedder, self.embedder.identity, self.log, progress, unsaved
         )
 
     def changed(self, state: Loaded | None = None) -> list[str]:

@@ -4,11 +4,16 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import INTERVIEW, ROOT, FakeEmbedder, env_for_subprocess, read_exact
 
+from embeddings import index as store
+from embeddings import qdrant
 from qa.answer import build
 from qa.engine import Engine, QuestionError
 from qa.retrieve import Hit, window_text, windows
@@ -64,9 +69,45 @@ def rows(text, name):
     return len(windows(parse(text, name).passages))
 
 
-def engine(tmp_path, data, embedder=None, logs=None):
+def engine(tmp_path, data, embedder=None, logs=None, backend=store.FaissFolder):
     return Engine(data, tmp_path / "index", embedder=embedder or FakeEmbedder(), progress=False,
-                  log=logs.append if logs is not None else (lambda m: None))  # fmt: skip
+                  log=logs.append if logs is not None else (lambda m: None), backend=backend)  # fmt: skip
+
+
+Factory = Callable[[Path, dict[str, str]], store.Backend]
+
+
+def embedded(path: Path) -> Factory:
+    """The Engine's backend for Qdrant embedded in this process, its data in `path` (opened on first use)."""
+    return lambda _index_dir, model: qdrant.QdrantStore(
+        qdrant.connect(path=path), model, str(path), embedded=True
+    )
+
+
+def release(path: Path) -> None:
+    """Close this process's client of an embedded folder, so that another process may open it."""
+    client = qdrant._clients.pop(str(path.resolve()), None)
+    if client is not None:
+        client.close()
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a test keeps its index: the Engine's factory, and the same as flags of the CLI."""
+
+    factory: Factory
+    args: tuple[str, ...] = ()
+
+
+@pytest.fixture(params=["faiss", "qdrant"])
+def backend(request, tmp_path) -> Iterator[Backend]:
+    """The folder checks hold on either backend: the FAISS folder, or an embedded Qdrant one."""
+    if request.param == "faiss":
+        yield Backend(store.FaissFolder)
+        return
+    path = tmp_path / "qdrant"
+    yield Backend(embedded(path), ("--backend", "qdrant", "--qdrant-path", str(path)))
+    release(path)
 
 
 def test_vtt_voices_times_and_spans(write):
@@ -101,8 +142,8 @@ def test_srt_name_prefixes(write):
     assert t.passages[-1].text == "Mostly fish stew with saffron." and t.passages[-1].time == "00:00:03"
 
 
-def test_a_folder_serves_every_format_with_its_citation(tmp_path, folder):
-    e = engine(tmp_path, folder)
+def test_a_folder_serves_every_format_with_its_citation(tmp_path, folder, backend):
+    e = engine(tmp_path, folder, backend=backend.factory)
     assert sorted(e.report.added) == ["interview.txt", "more/field.vtt", "more/podcast.md"]
     quote = e.ask("Frost in April destroyed the grape harvest", 1).quotes[0]
     assert quote.source.endswith("field.vtt") and quote.time == "00:01:10"
@@ -113,13 +154,13 @@ def test_a_folder_serves_every_format_with_its_citation(tmp_path, folder):
     assert quote.asked == "What worries you most about the region?"
 
 
-def test_incremental_add_change_delete(tmp_path, folder):
-    engine(tmp_path, folder)
+def test_incremental_add_change_delete(tmp_path, folder, backend):
+    engine(tmp_path, folder, backend=backend.factory)
     fake = FakeEmbedder()
     (folder / "extra.srt").write_text(SRT, encoding="utf-8")
     (folder / "more" / "podcast.md").write_text(PODCAST.replace("every year", "each year"), encoding="utf-8")
     (folder / "more" / "field.vtt").unlink()
-    e = engine(tmp_path, folder, embedder=fake)
+    e = engine(tmp_path, folder, embedder=fake, backend=backend.factory)
     r = e.report
     assert r.added == ["extra.srt"] and r.changed == ["more/podcast.md"]
     assert r.removed == ["more/field.vtt"] and r.unchanged == ["interview.txt"]
@@ -130,15 +171,15 @@ def test_incremental_add_change_delete(tmp_path, folder):
     assert r.passages == len(e.vectors) == 166 + new_rows
     assert len(e.passages) == len(e.token_counts) == 77 + len(podcast) + len(srt)
     assert not [p for p in e.passages if p.source.endswith("field.vtt")]
-    again = engine(tmp_path, folder, embedder=FakeEmbedder())
+    again = engine(tmp_path, folder, embedder=FakeEmbedder(), backend=backend.factory)
     assert again.report.embedded_passages == 0 and len(again.report.unchanged) == 3
 
 
-def test_a_broken_file_is_skipped_and_named(tmp_path, folder):
+def test_a_broken_file_is_skipped_and_named(tmp_path, folder, backend):
     (folder / "garbage.txt").write_bytes(b"\x00\x01binary\xff")
     (folder / "prose.md").write_text("No turns here at all.\n", encoding="utf-8")
     logs = []
-    e = engine(tmp_path, folder, logs=logs)
+    e = engine(tmp_path, folder, logs=logs, backend=backend.factory)
     skipped = {s["file"].split("/")[-1] for s in e.report.skipped}
     assert skipped == {"garbage.txt", "prose.md"}
     assert any("garbage.txt" in m for m in logs) and any("prose.md" in m for m in logs)
@@ -166,9 +207,9 @@ def test_filters_by_source_and_speaker(tmp_path, folder):
 
 
 @pytest.mark.integration
-def test_index_json_through_the_cli(tmp_path, folder):
+def test_index_json_through_the_cli(tmp_path, folder, backend):
     def index():
-        cmd = [sys.executable, "-m", "qa", "index", "--json", "--data", str(folder)]
+        cmd = [sys.executable, "-m", "qa", "index", "--json", "--data", str(folder), *backend.args]
         env = env_for_subprocess(tmp_path)
         r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr
