@@ -5,10 +5,12 @@ A server or cluster (`--qdrant-url`, key from $QA_QDRANT_API_KEY) or the client'
 the FAISS folder is (`all-minilm-l6-v2-53aa51172d14`). Each window of a transcript is one point:
 
     vector "dense"    its unit vector; cosine distance
-    vector "tokens"   for a window of one sentence, that sentence's token vectors (float16, a
-                      multivector): what MaxSim reads
     payload           source (the file's key), sha256 (of its text), file (the two together),
-                      row (the window's row within its file), start, end (its span in the file)
+                      row (the window's row within its file), start, end (its span in the file),
+                      and for a window of one sentence "tokens": that sentence's token vectors,
+                      what MaxSim reads, as base64 of little-endian float16. Not a multivector:
+                      they are only read back, and as numbers they cost ~16x the memory in the
+                      embedded mode and ~5x the bytes in a server's JSON (bench/backends.py).
 
 One more point, with no vector, is the record of what is indexed: format version, model, dimension,
 and each file with its hash, rows and sentences. A sync writes the points of new and changed files,
@@ -20,6 +22,7 @@ indexed and embeds them again. Points the record does not list are never read or
 from __future__ import annotations
 
 import atexit
+import base64
 import hashlib
 import sys
 import threading
@@ -99,6 +102,20 @@ class OneAtATime:
         return call
 
 
+def pack(tokens: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(tokens, "<f2").tobytes()).decode("ascii")
+
+
+def unpack(text: str, dim: int) -> np.ndarray:
+    try:
+        data = base64.b64decode(text, validate=True) if text else b""
+    except (ValueError, TypeError):
+        raise IndexUnusable("token vectors that are not base64") from None
+    if len(data) % (2 * dim):
+        raise IndexUnusable(f"token vectors of {len(data)} bytes are not rows of {dim} float16 values")
+    return np.frombuffer(data, "<f2").astype(np.float16).reshape(-1, dim)
+
+
 def file_id(key: str, sha256: str) -> str:
     return hashlib.sha256(f"{key}\0{sha256}".encode()).hexdigest()[:32]
 
@@ -157,13 +174,12 @@ class QdrantStore:
 
         with self._reach():
             vectors = self.client.get_collection(self.name).config.params.vectors
-        if not isinstance(vectors, dict) or set(vectors) != {"dense", "tokens"}:
-            return "its vectors are not named dense and tokens"
-        dense, tokens = vectors["dense"], vectors["tokens"]
-        if dense.size != dim or tokens.size != dim:
-            return f"its vectors have {dense.size} dimensions, not {dim}"
-        if dense.distance != models.Distance.COSINE or tokens.multivector_config is None:
-            return "its distance is not cosine, or its tokens are not a multivector"
+        if not isinstance(vectors, dict) or set(vectors) != {"dense"}:
+            return "its vectors are not one named dense"
+        if vectors["dense"].size != dim:
+            return f"its vectors have {vectors['dense'].size} dimensions, not {dim}"
+        if vectors["dense"].distance != models.Distance.COSINE:
+            return "its distance is not cosine"
         return None
 
     def load(self) -> Stored:
@@ -205,7 +221,7 @@ class QdrantStore:
         while True:
             with self._reach():
                 points, offset = self.client.scroll(
-                    self.name, limit=BATCH, offset=offset, with_payload=["file", "row"], with_vectors=True
+                    self.name, limit=BATCH, offset=offset, with_payload=True, with_vectors=["dense"]
                 )
             for p in points:
                 key = owner.get((p.payload or {}).get("file"))
@@ -218,8 +234,7 @@ class QdrantStore:
                 vectors[at] = p.vector["dense"]
                 seen[at] = True
                 if r < files[key].passages:  # a window of one sentence: its tokens
-                    tok = p.vector.get("tokens") or np.zeros((0, dim))
-                    tokens[start[key][1] + r] = np.asarray(tok, np.float16)
+                    tokens[start[key][1] + r] = unpack(p.payload.get("tokens", ""), dim)
             if offset is None:
                 break
         if not seen.all():
@@ -269,17 +284,11 @@ class QdrantStore:
         self._present = set()
         self.client.create_collection(
             self.name,
-            # No graph (m=0): "dense" is searched exactly, as FAISS's flat index is, so that the
-            # answers are the same; "tokens" is only read back.
+            # No graph (m=0): searched exactly, as FAISS's flat index is, so the answers are the same.
             vectors_config={
                 "dense": models.VectorParams(
                     size=dim, distance=models.Distance.COSINE, hnsw_config=models.HnswConfigDiff(m=0)
-                ),
-                "tokens": models.VectorParams(
-                    size=dim, distance=models.Distance.COSINE, datatype=models.Datatype.FLOAT16,
-                    multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
-                    hnsw_config=models.HnswConfigDiff(m=0),
-                ),
+                )
             },
         )  # fmt: skip
         if not self.embedded:
@@ -291,13 +300,13 @@ class QdrantStore:
         starts = np.concatenate([[0], np.cumsum(counts)])
         points = []
         for row, vector in enumerate(vectors):
-            named = {"dense": vector.tolist()}
-            if row < len(counts) and counts[row]:
-                named["tokens"] = tokens[starts[row] : starts[row + 1]].astype(np.float32).tolist()
             payload = {"source": key, "sha256": sha256, "file": fid, "row": row}
+            if row < len(counts):
+                payload["tokens"] = pack(tokens[starts[row] : starts[row + 1]])
             if spans is not None:
                 payload["start"], payload["end"] = spans[row]
-            points.append(models.PointStruct(id=point_id(fid, row), vector=named, payload=payload))
+            dense = {"dense": vector.tolist()}
+            points.append(models.PointStruct(id=point_id(fid, row), vector=dense, payload=payload))
             if len(points) == BATCH:
                 self.client.upsert(self.name, points, wait=True)
                 points = []

@@ -307,7 +307,7 @@ def test_a_view_that_was_not_saved_is_never_searched_in_the_collection(tmp_path,
         ("format", f"has format {store.FORMAT_VERSION - 1}, not {store.FORMAT_VERSION}"),
         ("model", "was built with model other"),
         ("size", "its vectors have 16 dimensions, not 32"),
-        ("unnamed", "not named dense and tokens"),
+        ("unnamed", "not one named dense"),
     ],
 )
 def test_a_collection_of_another_format_is_rebuilt_not_used(tmp_path, small, qdir, damage, why):
@@ -323,10 +323,7 @@ def test_a_collection_of_another_format_is_rebuilt_not_used(tmp_path, small, qdi
     else:
         s.client.delete_collection(s.name)
         if damage == "size":
-            maxsim = models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM)
-            vectors = {"dense": models.VectorParams(size=16, distance=models.Distance.COSINE),
-                       "tokens": models.VectorParams(size=16, distance=models.Distance.COSINE,
-                                                     multivector_config=maxsim)}  # fmt: skip
+            vectors = {"dense": models.VectorParams(size=16, distance=models.Distance.COSINE)}
         else:
             vectors = models.VectorParams(size=32, distance=models.Distance.COSINE)
         s.client.create_collection(s.name, vectors_config=vectors)
