@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -117,6 +118,21 @@ def env_for_subprocess(tmp_path: Path) -> dict[str, str]:
         PYTHONPATH=str(ROOT),
     )
     return env
+
+
+def kill_when_paused(proc: subprocess.Popen, marker: Path, stage: str) -> None:
+    """SIGKILL a child once it touches `marker`, where it stopped at `stage` (or wherever it is
+    if it never gets there: then the test fails)."""
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None, f"the child finished without reaching {stage}: {proc.communicate()}"
+            assert time.monotonic() < deadline, f"the child did not reach {stage} in 60 s"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
 
 
 def free_port() -> int:

@@ -1,13 +1,11 @@
 """Faults from outside: killed writers, unwritable index folders, bad models and transcripts."""
 
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import INTERVIEW, ROOT, FakeEmbedder, env_for_subprocess
+from conftest import INTERVIEW, ROOT, FakeEmbedder, env_for_subprocess, kill_when_paused
 
 from embeddings import index as store
 from embeddings import model as models
@@ -95,16 +93,7 @@ def test_sigkill_while_saving_the_index_never_serves_a_partial_one(tmp_path, sta
         assert index_report(tmp_path, data, index_dir)["embedded_passages"] == rows
     data.write_text(text, encoding="utf-8")
     marker, proc = index_run(tmp_path, data, index_dir, stage)
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert proc.poll() is None, f"the child finished without reaching {stage}: {proc.communicate()}"
-            assert time.monotonic() < deadline, f"the child did not reach {stage} in 60 s"
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)  # where it stopped (or, if the test failed, wherever it is)
-        proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    kill_when_paused(proc, marker, stage)
     # What the kill left: the file it was writing, whole but under its temporary name.
     temporary = sorted(p.name for p in folder.glob(".*.tmp"))
     if outcome == "rebuilt":

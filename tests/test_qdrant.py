@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import INTERVIEW, ROOT, FakeEmbedder, env_for_subprocess, free_port, read_exact
+from conftest import (
+    INTERVIEW,
+    ROOT,
+    FakeEmbedder,
+    env_for_subprocess,
+    free_port,
+    kill_when_paused,
+    read_exact,
+)
 from qdrant_client import QdrantClient, models
 from test_folder import PODCAST, SRT, VTT, embedded, engine, release, rows
 
@@ -383,16 +389,7 @@ def killed_at(tmp_path: Path, data: Path, qdir: Path, stage: str) -> None:
         [sys.executable, "-c", PAUSED.format(tests=str(ROOT / "tests")), str(marker), stage, *args],
         cwd=ROOT, env=env_for_subprocess(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert proc.poll() is None, f"the child finished without reaching {stage}: {proc.communicate()}"
-            assert time.monotonic() < deadline, f"the child did not reach {stage} in 60 s"
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)  # where it stopped (or, if the test failed, wherever it is)
-        proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    kill_when_paused(proc, marker, stage)
 
 
 @pytest.mark.integration
