@@ -540,11 +540,21 @@ def notes(rows: list[Figures], encode: Figures, before: Figures, after: Figures,
             upsert = f"{q['client_s'].get('upsert', 0):.0f} s in the client's upsert, " if q else ""
             cpu = f"{b['cpu_s']:.0f} CPU s in " if "cpu_s" in b else ""
             before_ms, after_ms = (c[k]["p50"] * 1000 for k in ("before", "after"))
+            served = r["serve"]
+            scroll = (served.get("qdrant") or {}).get("client_s", {}).get("scroll")
+            read = (
+                f" Serve: {scroll:.0f} s of its {served['load_s']:.0f} s load in the client's scroll."
+                if scroll
+                else ""
+            )
             lines.append(
                 f"{r['size']}x qdrant build: {upsert}{cpu}{b.get('build_s', b['wall_s']):.0f} s; a 100 KB "
-                f"sqlite commit took {before_ms:.1f} ms (p50) before it, {after_ms:.1f} ms after."
+                f"sqlite commit took {before_ms:.1f} ms (p50) before it, {after_ms:.1f} ms after.{read}"
             )  # fmt: skip
     commits = [m["sqlite_commit_s"]["p50"] * 1000 for m in (before, after)]
+    changed = [name for name in CODE if before["code"][name] != after["code"][name]]
+    if changed:
+        lines.append(f"WARNING: {', '.join(changed)} changed during the run: rows may measure other code.")
     lines.append(f"Load average (1, 5, 15 min) at start {before['loadavg']}, at end {after['loadavg']}; "
                  f"{before['cpus']} CPUs; 100 KB sqlite commit p50 {commits[0]:.1f} ms at start, "
                  f"{commits[1]:.1f} ms at end; {wall / 60:.1f} min in all.")  # fmt: skip
@@ -576,13 +586,21 @@ def commit_latency(n: int = 200, size: int = 100_000) -> dict[str, float]:
     return quantiles(samples)
 
 
+CODE = ("embeddings/index.py", "embeddings/qdrant.py", "qa/engine.py", "qa/retrieve.py", "qa/transcript.py")
+
+
+def code() -> dict[str, str]:
+    """sha256 of the code measured, to tell whether it changed while the run went on."""
+    return {name: hashlib.sha256((PROJECT / name).read_bytes()).hexdigest()[:16] for name in CODE}
+
+
 def machine() -> dict[str, Any]:
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     meminfo = Path("/proc/meminfo").read_text().splitlines()
     memory = {k: v.strip() for k, _, v in (x.partition(":") for x in meminfo)}
     return {"uptime": uptime, "loadavg": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
             "mem_available": memory.get("MemAvailable"), "python": platform.python_version(),
-            "sqlite_commit_s": commit_latency(),
+            "sqlite_commit_s": commit_latency(), "code": code(),
             "time": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
 
 
@@ -591,9 +609,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default="1,100,1300", help="corpus sizes, in multiples of the interview")
     p.add_argument("--backends", default="faiss,qdrant", help="faiss, qdrant or both")
     p.add_argument("--build-timeout", type=float, default=1500, help="seconds per build (%(default)s)")
-    p.add_argument("--serve-timeout", type=float, default=900, help="seconds per serve run (%(default)s)")
+    p.add_argument("--serve-timeout", type=float, default=1200, help="seconds per serve run (%(default)s)")
     p.add_argument("--max-rss-gib", type=float, default=None,
-                   help="kill a child above this RSS (default: 60%% of MemAvailable, <= 16)")  # fmt: skip
+                   help="kill a child above this RSS (default: 75%% of MemAvailable, <= 20)")  # fmt: skip
     p.add_argument("--keep", action="store_true", help="keep the index folders under bench/out/backends/")
     p.add_argument("--json", type=Path, default=OUT / "backends.json", help="results (default: %(default)s)")
     p.add_argument("--child", choices=["encode", "build", "serve"], help=argparse.SUPPRESS)
@@ -614,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
 
     began, before = time.perf_counter(), machine()
     available = int(before["mem_available"].split()[0]) * 1024 if before["mem_available"] else 16 * 2**30
-    cap = int(args.max_rss_gib * 2**30) if args.max_rss_gib else min(16 * 2**30, int(0.6 * available))
+    cap = int(args.max_rss_gib * 2**30) if args.max_rss_gib else min(20 * 2**30, int(0.75 * available))
     say(f"{before['uptime']}; RSS cap {cap / 2**30:.1f} GiB; sizes {sizes}; backends {kinds}")
     for size in sizes:
         corpus(size)  # written once here, not by two children at once
