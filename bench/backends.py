@@ -264,18 +264,25 @@ def timed_backend(factory: Callable, seconds: dict[str, float]) -> Callable:
     return make
 
 
-def child_build(size: int, kind: str, folder: Path, progress: Progress) -> dict[str, Any]:
-    """Engine(...) on an empty folder with the fast embedder."""
+def timed_engine(size: int, kind: str, folder: Path, progress: Progress, embedder: FastEmbedder, phase: str):
+    """Open the backend, then time `Engine(...)` over the corpus: (engine, client, open s,
+    seconds per backend call, engine s). Building and serving differ only in the folder's state."""
     from qa.engine import Engine
 
-    embedder = FastEmbedder()
     factory, client, opened = open_backend(kind, folder, progress)
     seconds: dict[str, float] = {}
-    progress.note(phase="build")
+    progress.note(phase=phase)
     t0 = time.perf_counter()
     engine = Engine(corpus(size), folder, embedder=embedder, backend=timed_backend(factory, seconds),  # type: ignore[arg-type]
                     progress=False, log=lambda m: None)  # fmt: skip
-    build = time.perf_counter() - t0
+    return engine, client, opened, seconds, time.perf_counter() - t0
+
+
+def child_build(size: int, kind: str, folder: Path, progress: Progress) -> dict[str, Any]:
+    """Engine(...) on an empty folder with the fast embedder."""
+
+    embedder = FastEmbedder()
+    engine, client, opened, seconds, build = timed_engine(size, kind, folder, progress, embedder, "build")
     assert engine.report.saved, "the backend could not save"
     return {"passages": len(engine.passages), "windows": len(engine.vectors), "open_s": opened,
             "build_s": build, "save_s": seconds.get("save", 0.0), "fast_embed_s": embedder.seconds,
@@ -298,17 +305,10 @@ def quantiles(samples: list[float]) -> dict[str, float]:
 
 def child_serve(size: int, kind: str, folder: Path, progress: Progress) -> dict[str, Any]:
     """Engine(...) on the stored index, then the questions through ask and the dense search."""
-    from qa.engine import Engine
 
     embedder = FastEmbedder()
     progress.note(phase="open")
-    factory, client, opened = open_backend(kind, folder, progress)
-    seconds: dict[str, float] = {}
-    progress.note(phase="engine")
-    t0 = time.perf_counter()
-    engine = Engine(corpus(size), folder, embedder=embedder, backend=timed_backend(factory, seconds),  # type: ignore[arg-type]
-                    progress=False, log=lambda m: None)  # fmt: skip
-    engine_s = time.perf_counter() - t0
+    engine, client, opened, seconds, engine_s = timed_engine(size, kind, folder, progress, embedder, "engine")
     if engine.report.embedded_passages:
         raise SystemExit(f"the stored index was not used: {engine.report.embedded_passages} windows embedded")
     after_load = proc_status()
