@@ -36,6 +36,7 @@ def default_index_dir() -> Path:
 CALIBRATION = Path(__file__).with_name("calibration.json")
 MAX_QUESTION_CHARS = 2000
 MAX_K = 20
+MAX_HISTORY = 20  # earlier questions read: a follow-up leans on the last few, and each costs a check
 FALLBACK_CALIBRATION = {"alpha": 0.3, "threshold": 0.55}
 
 
@@ -51,6 +52,10 @@ def clean_question(question: object) -> str:
     """The question as text: control characters become spaces, lone surrogates are dropped."""
     if not isinstance(question, str):
         raise QuestionError("question must be text")
+    if len(question) > 4 * MAX_QUESTION_CHARS:  # refused before any work that grows with its length
+        raise QuestionError(
+            f"question is {len(question)} characters long; the limit is {MAX_QUESTION_CHARS}", 413
+        )
     question = "".join(
         " " if unicodedata.category(c) in ("Cc", "Cs") or c == "\ufffd" else c for c in question
     )
@@ -108,6 +113,14 @@ def display_path(path: Path) -> str:
     return file_label(shown)
 
 
+def source_name(key: str, path: Path) -> str:
+    """How a transcript is named to visitors (quotes' `source`, citations, errors): its path
+    from the working directory when inside it, else its key (`uploads/NAME`, or its path inside
+    the data folder). Never an absolute path: that would tell every visitor the server's layout."""
+    shown = display_path(path)
+    return key if os.path.isabs(shown) else shown
+
+
 LOCAL_CALIBRATION = "calibration.json"  # in the index folder: `calibrate --write` puts it there
 
 
@@ -124,15 +137,18 @@ def load_calibration(model_name: str, index_dir: Path | None = None) -> dict[str
     return None
 
 
-Stamp = tuple[int, int, int]  # (mtime in ns, size, inode): a cheap sign that a file changed
+Stamp = tuple[int, int, int, int]  # (mtime ns, ctime ns, size, inode): a cheap sign that a file changed
 
 
 def stamp(path: Path) -> Stamp | None:
+    """ctime is in it because mtime can be set back by anyone who writes the file (`touch -d`,
+    `cp -p`, an editor that keeps times): the kernel moves ctime on every write and no one can
+    set it back, so a same-size edit with its mtime restored is still seen."""
     try:
         st = path.stat()
     except OSError:
         return None
-    return st.st_mtime_ns, st.st_size, st.st_ino
+    return st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino
 
 
 def find_transcripts(data: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -215,7 +231,7 @@ def load_transcripts(
             found[key] = known[key][1]
             continue
         try:
-            found[key] = parse(read_text(path, display_path(path)), display_path(path))
+            found[key] = parse(read_text(path, source_name(key, path)), source_name(key, path))
         except TranscriptError as e:
             if path == data:  # the one file asked for: nothing to serve without it
                 raise
@@ -395,7 +411,7 @@ class Engine:
         question = clean_question(question)
         k = check_k(k)
         allowed = self._filter(state, source, speaker)
-        earlier = [clean_question(h) for h in history if isinstance(h, str) and h.strip()]
+        earlier = [clean_question(h) for h in list(history)[-MAX_HISTORY:] if isinstance(h, str) and h.strip()]
         query = searched_as(question, earlier)
         try:
             hits, confidence = self.rank(query, allowed, state)
