@@ -411,7 +411,8 @@ class Engine:
         question = clean_question(question)
         k = check_k(k)
         allowed = self._filter(state, source, speaker)
-        earlier = [clean_question(h) for h in list(history)[-MAX_HISTORY:] if isinstance(h, str) and h.strip()]
+        recent = list(history)[-MAX_HISTORY:]
+        earlier = [clean_question(h) for h in recent if isinstance(h, str) and h.strip()]
         query = searched_as(question, earlier)
         try:
             hits, confidence = self.rank(query, allowed, state)
