@@ -240,7 +240,9 @@ def build_ui(talk, mcp: bool = False):
                 except QuestionError as e:
                     return question_error(question, e)
 
-            gr.api(ask_interview, api_name="ask_interview")
+            # Off the queue: Gradio's MCP server then calls it in-process, not through an HTTP
+            # client of its own that would carry no login (and be refused under --auth).
+            gr.api(ask_interview, api_name="ask_interview", queue=False)
     return demo
 
 
