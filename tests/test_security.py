@@ -76,8 +76,9 @@ def upload_event(base: str, path: str, name: str, timeout: float = 30) -> str:
         i for i, d in enumerate(config["dependencies"]) if d["targets"] and d["targets"][0][1] == "upload"
     )
     session = uuid.uuid4().hex
-    body = {"data": [[{"path": path, "orig_name": name, "meta": {"_type": "gradio.FileData"}}]], "fn_index": fn,
-            "trigger_id": config["dependencies"][fn]["targets"][0][0], "session_hash": session}  # fmt: skip
+    sent = {"path": path, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
+    body = {"data": [[sent]], "fn_index": fn, "trigger_id": config["dependencies"][fn]["targets"][0][0],
+            "session_hash": session}  # fmt: skip
     assert httpx.post(base + "/gradio_api/queue/join", json=body).status_code == 200
     with httpx.stream("GET", base + f"/gradio_api/queue/data?session_hash={session}", timeout=timeout) as s:
         for line in s.iter_lines():
@@ -112,8 +113,17 @@ def test_a_crafted_upload_event_reads_no_file_of_the_server(app):
     incoming = tmp / "index" / "incoming" / "crafted"
     os.mkfifo(tmp / "pipe.txt")
     inside = {"pipe": lambda p: os.mkfifo(p), "link": lambda p: p.symlink_to(tmp / "secret.txt")}
-    for path in [str(tmp / "secret.txt"), str(ROOT_README), "/dev/zero", "/etc/passwd", str(tmp / "pipe.txt"),
-                 str(incoming / "pipe.txt"), str(incoming / "link.txt"), str(incoming / ".." / ".." / ".." / "secret.txt")]:  # fmt: skip
+    paths = [
+        str(tmp / "secret.txt"),
+        str(ROOT_README),
+        "/dev/zero",
+        "/etc/passwd",
+        str(tmp / "pipe.txt"),
+        str(incoming / "pipe.txt"),
+        str(incoming / "link.txt"),
+        str(incoming / ".." / ".." / ".." / "secret.txt"),
+    ]
+    for path in paths:
         if Path(path).parent == incoming:  # made now: the sweep removes what waits in incoming
             incoming.mkdir(parents=True, exist_ok=True)
             inside[Path(path).stem](Path(path))
@@ -159,8 +169,8 @@ def test_a_body_sent_in_chunks_is_cut_off_at_the_limit(app):
     base, _ = app
     port = urllib.parse.urlsplit(base).port
     with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
-        s.sendall(b"POST /gradio_api/queue/join HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
+        s.sendall(b"POST /gradio_api/queue/join HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")  # fmt: skip
         chunk = b"x" * 1_000_000
         sent = 0
         try:
@@ -299,7 +309,8 @@ def locked(tmp_path_factory):
 RIGHT = {"Authorization": "Basic " + base64.b64encode(b"ana:s3cret pass").decode()}
 ROUTES = [("GET", "/"), ("GET", "/config"), ("GET", "/gradio_api/info"), ("POST", "/gradio_api/queue/join"),
           ("GET", "/gradio_api/queue/data?session_hash=x"), ("POST", "/gradio_api/upload"),
-          ("POST", "/gradio_api/cancel"), ("GET", "/gradio_api/heartbeat/x"), ("GET", "/gradio_api/mcp/schema"),
+          ("POST", "/gradio_api/cancel"), ("GET", "/gradio_api/heartbeat/x"),
+          ("GET", "/gradio_api/mcp/schema"),
           ("POST", "/gradio_api/mcp/"), ("GET", "/gradio_api/mcp/sse"), ("GET", "/api/ask?q=NATO"),
           ("GET", "/transcript/interview.txt"), ("GET", "/conversation/" + "0" * 32 + ".md"),
           ("GET", "/theme.css"), ("GET", "/assets/index.js"), ("GET", "/gradio_api/file=/etc/passwd"),
