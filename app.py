@@ -477,6 +477,7 @@ def build_app(
         allow = {"Allow": "GET, HEAD"}
         return JSONResponse({"error": "use GET /api/ask?q=your+question"}, 405, headers=allow)
 
+    api.router.on_shutdown.append(engine.stopping)
     demo = build_ui(Chat(engine, FeedbackLog(feedback), exports), mcp)
     demo.queue(max_size=queue_max(), default_concurrency_limit=2)
     kept = [str(Path(p).resolve()) for p in (engine.data, engine.uploads, feedback) if p is not None]

@@ -5,7 +5,6 @@ The CLI, the HTTP routes and the chat all go through `Engine.ask`.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import stat
@@ -222,12 +221,14 @@ def load_transcripts(
     log: Callable[[str], None],
     known: dict[str, tuple[Stamp, Transcript]] | None = None,
     uploads: Path | None = None,
+    leave: Callable[[str, Path], bool] = lambda key, path: False,
 ) -> tuple[dict[str, Path], dict[str, Stamp | None], dict[str, Transcript], list[dict[str, str]]]:
     """Transcripts keyed by their path inside `data` (or `uploads/NAME`, see `scan`), with each
     file's path and stamp; broken files are skipped and reported. A file whose stamp is in
-    `known` is not read again."""
+    `known` is not read again; one that `leave` names is left out, unread."""
     data = Path(data)
     paths, skipped = scan(data, uploads)
+    paths = {key: path for key, path in paths.items() if not leave(key, path)}
     for s in skipped:
         log(f"warning: skipped {s['file']}: {s['error']}")
     stamps, found = {}, {}
@@ -255,7 +256,7 @@ def load_transcripts(
     return paths, stamps, found, skipped
 
 
-MAX_UPLOAD_WINDOWS = 20_000  # per upload: while embedded, each holds ~25 KB; ~100 are embedded a second
+MAX_UPLOAD_WINDOWS = 5_000  # per upload: while embedded, each holds ~60 KB; ~50 are embedded a second
 
 
 def upload_limit(name: str, default: int) -> int:
@@ -298,6 +299,16 @@ class Budgeted:
 def _indexed(old: store.Stored | None, key: str, t: Transcript) -> bool:
     entry = old.files.get(key) if old else None
     return entry is not None and entry.sha256 == store.sha256_bytes(t.text.encode("utf-8"))
+
+
+def _stored_as(old: store.Stored | None, key: str, path: Path) -> bool:
+    """Whether the file's bytes are what the index holds for `key` (UTF-8 text is its bytes),
+    told without parsing it."""
+    entry = old.files.get(key) if old else None
+    try:
+        return entry is not None and entry.sha256 == store.sha256_bytes(path.read_bytes())
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -346,8 +357,6 @@ class Engine:
         self._lock = threading.Lock()  # one refresh at a time
         self.pending: list[str] = []  # files changed on disk and not yet re-indexed
         self._reject_unfinished()
-        if self.uploads is not None:  # a clean exit mid-embedding is no verdict on the file
-            atexit.register(lambda marker=self.uploads / INDEXING: marker.unlink(missing_ok=True))
         self.state = self._load(None, progress, defer_uploads)
         self.calibration = load_calibration(self.embedder.name, index_dir)
         if self.calibration is None:
@@ -371,8 +380,19 @@ class Engine:
         """Read the transcripts (again only those whose file changed) and sync their vectors.
         An upload that cannot be indexed within its budget is set aside, and the rest served."""
         known = {k: (previous.stamps[k], t) for k, t in previous.transcripts.items()} if previous else None
-        paths, stamps, transcripts, skipped = load_transcripts(self.data, self.log, known, self.uploads)
         old = previous.stored if previous else self._stored()
+
+        def unindexed(key: str, path: Path) -> bool:  # left for the first refresh, unread
+            return defer_uploads and key.startswith(UPLOADS_KEY) and not _stored_as(old, key, path)
+
+        try:
+            paths, stamps, transcripts, skipped = load_transcripts(
+                self.data, self.log, known, self.uploads, unindexed
+            )
+        except TranscriptError:
+            if not defer_uploads:
+                raise
+            return self._load(previous, progress)  # nothing but uploads to serve: index them now
         new = [k for k, t in transcripts.items() if k.startswith(UPLOADS_KEY) and not _indexed(old, k, t)]
         for key in new:
             rows = len(windows(transcripts[key].passages))
@@ -380,10 +400,6 @@ class Engine:
             if rows > most:
                 self._set_aside(paths[key], f"{rows:,} passages, over the limit of {most:,} per upload")
                 return self._load(previous, progress, defer_uploads)
-        if defer_uploads and new and len(new) < len(transcripts):
-            for key in new:  # the first refresh embeds them, once the app is serving
-                del transcripts[key], stamps[key], paths[key]
-            new = []
         try:
             stored, report = self._sync(
                 transcripts, old, progress, unsaved=bool(previous) and not previous.report.saved, uploads=new
@@ -426,6 +442,12 @@ class Engine:
             if name and "/" not in name and path.is_file():
                 self._set_aside(path, "indexing it stopped the app last time (out of memory, or killed)")
         marker.unlink(missing_ok=True)
+
+    def stopping(self) -> None:
+        """The app is being stopped on purpose: an upload being embedded now did not kill it,
+        so the next start tries it again instead of setting it aside."""
+        if self.uploads is not None:
+            (self.uploads / INDEXING).unlink(missing_ok=True)
 
     def _stored(self) -> store.Stored | None:
         try:

@@ -160,9 +160,10 @@ def read_sent(path: str | Path, incoming: str | Path | None, max_bytes: int = MA
         fd = os.open(absolute, flags)
     except OSError:
         raise UploadError(f"{label}: not a file sent from this page") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UploadError(f"{label}: not a file sent from this page")
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UploadError(f"{label}: not a file sent from this page")
         return f.read(max_bytes + 1)
 
 
