@@ -363,3 +363,38 @@ def test_with_auth_mcp_tool_calls_work_with_the_credentials(locked):
 
     text = asyncio.run(call())
     assert "2014" in text and "Crimea" in text
+
+
+def test_a_restart_with_a_big_upload_waiting_listens_first(tmp_path):
+    """A 5 MB single-turn file in the uploads folder (put there by hand, or left by a run that
+    died indexing it) does not delay the start: the app listens, then sets it aside."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "reef.txt").write_text(CORAL, encoding="utf-8")
+    started = time.monotonic()
+    first = serve(tmp_path, "--data", str(data), "--watch", "0")
+    next(first)
+    plain = time.monotonic() - started
+    first.close()
+    uploads = tmp_path / "index" / "uploads"
+    uploads.mkdir()
+    sentence = "The reef keeps changing with the warm water and the storms. "
+    big = "Big Talk\n\nSam: Tell me everything?\nMaya: " + sentence * (4_900_000 // len(sentence)) + "\n"
+    (uploads / "big-0123abcd.txt").write_text(big, encoding="utf-8")
+    started = time.monotonic()
+    again = serve(tmp_path, "--data", str(data), "--watch", "0")
+    base = next(again)
+    restart = time.monotonic() - started
+    try:
+        print(f"start {plain:.1f} s; restart with a 4.9 MB upload waiting {restart:.1f} s")
+        assert restart <= max(15.0, plain + 5.0)
+        status, body = ask(base, "What is the biggest threat to coral reefs?", 1)
+        assert status == 200 and "Warming seas" in body["quotes"][0]["text"]
+        deadline = time.monotonic() + 60
+        while not (uploads / "rejected" / "big-0123abcd.txt").exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert (uploads / "rejected" / "big-0123abcd.txt").exists()
+        assert "over the limit" in (tmp_path / "app.log").read_text(encoding="utf-8")
+        assert rss_mb(base) < 2000
+    finally:
+        again.close()
