@@ -398,3 +398,12 @@ def test_a_restart_with_a_big_upload_waiting_listens_first(tmp_path):
         assert rss_mb(base) < 2000
     finally:
         again.close()
+
+
+def test_a_20_mb_question_is_refused_before_any_work():
+    from qa.engine import QuestionError, clean_question
+
+    start = time.monotonic()
+    with pytest.raises(QuestionError, match="limit is 2000") as refused:
+        clean_question("why " * 5_000_000)
+    assert refused.value.status == 413 and time.monotonic() - start < 0.5
