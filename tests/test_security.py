@@ -43,7 +43,7 @@ def app(tmp_path_factory):
     (data / "interview.txt").write_bytes(INTERVIEW.read_bytes())
     (data / "edit.txt").write_text(f"Lee: What is the code word?\n{EDITED}\n", encoding="utf-8")
     (data / "runon.txt").write_text(
-        f"Lee: Tell me about the tidepools?\nAnn: {run_on(20_000)}\n", encoding="utf-8"
+        f"Lee: Tell me about the tidepools?\nAnn: {run_on(6_000)}\n", encoding="utf-8"
     )
     (tmp / "secret.txt").write_text(f"Ann: {SECRET}.\nBob: Yes.\n", encoding="utf-8")
     for url in serve(tmp, "--data", str(data), "--watch", "1", env=SWEEP):
@@ -151,7 +151,13 @@ def raw_request(base: str, head: str, body: bytes = b"") -> tuple[float, bytes]:
         start = time.monotonic()
         s.sendall(head.encode() + body)
         answer = s.recv(65536)
-        return time.monotonic() - start, answer
+        seconds = time.monotonic() - start
+        try:
+            while more := s.recv(65536):  # the rest, up to the close the answer announces
+                answer += more
+        except OSError:
+            pass
+        return seconds, answer
 
 
 @pytest.mark.parametrize("path", ["/gradio_api/queue/join", "/gradio_api/upload", "/api/ask", "/"])
