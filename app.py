@@ -305,16 +305,20 @@ class BodyLimit:
     sent in chunks, as soon as the bytes read pass it. No route of this app needs more, and
     Gradio's routes would otherwise read (and parse) whatever is sent, before any login."""
 
-    def __init__(self, app, most: int, uploads: int) -> None:
-        self.app, self.most, self.uploads = app, most, uploads
+    def __init__(self, app, most: int, uploads: int, incoming_full=lambda: False) -> None:
+        self.app, self.most, self.uploads, self.incoming_full = app, most, uploads, incoming_full
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        most = self.uploads if scope["path"].rstrip("/").endswith("/gradio_api/upload") else self.most
+        upload = scope["path"].rstrip("/").endswith("/gradio_api/upload")
+        most = self.uploads if upload else self.most
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if length is not None and (not length.strip().isdigit() or int(length) > most):
             return await refuse(send, 413, f"request body over the limit of {most:,} bytes")
+        if upload and self.incoming_full():  # files sent and never added: wait for the sweep
+            return await refuse(send, 503, "too many files are waiting to be added; try again in a minute",
+                                [(b"retry-after", b"60")])  # fmt: skip
         seen, over, started = 0, False, False
 
         async def counted():
@@ -491,7 +495,7 @@ def build_app(
     if auth is not None:
         app = Login(app, *auth)
     most, uploads = int(setting("QA_MAX_BODY", MAX_BODY)), int(setting("QA_MAX_UPLOAD_BODY", MAX_UPLOAD_BODY))
-    app = BodyLimit(app, most, uploads)
+    app = BodyLimit(app, most, uploads, incoming_full)
     return HostGuard(app, allowed_hosts, trust_forwarded)
 
 
@@ -519,6 +523,15 @@ def repeat(task, every: float, name: str) -> threading.Thread:
     thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def incoming_full() -> bool:
+    """Whether Gradio's upload folder holds its limit already ($QA_INCOMING_MAX_BYTES): then a
+    flood of uploads never followed by their event cannot fill the disk between two sweeps."""
+    from qa.uploads import stored_bytes
+
+    folder = os.environ.get("GRADIO_TEMP_DIR")
+    return bool(folder) and stored_bytes(Path(folder)) >= setting("QA_INCOMING_MAX_BYTES", INCOMING_MAX)
 
 
 def sweep_incoming(folder: Path, max_age: float | None = None) -> None:
