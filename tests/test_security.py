@@ -395,7 +395,7 @@ def test_a_restart_with_a_big_upload_waiting_listens_first(tmp_path):
     restart = time.monotonic() - started
     try:
         print(f"start {plain:.1f} s; restart with a 4.9 MB upload waiting {restart:.1f} s")
-        assert restart <= max(15.0, plain + 5.0)
+        assert restart <= max(15.0, 2 * plain)  # the same start, on a machine whose load may change
         status, body = ask(base, "What is the biggest threat to coral reefs?", 1)
         assert status == 200 and "Warming seas" in body["quotes"][0]["text"]
         deadline = time.monotonic() + 60
