@@ -18,10 +18,26 @@ from pathlib import Path
 EXIT_USAGE = 2
 MAX_UPLOAD = 5_000_000  # bytes per file added from the page (qa.uploads.MAX_BYTES)
 QUEUE_MAX = 64  # chat requests waiting beyond this are turned away at once ($QA_QUEUE_MAX)
+# Request bodies: a chat turn carries the conversation shown so far; an upload up to four files.
+MAX_BODY = 8_000_000  # $QA_MAX_BODY
+MAX_UPLOAD_BODY = 21_000_000  # $QA_MAX_UPLOAD_BODY
+MAX_EXPORT = 2_000_000  # bytes of a conversation's Markdown download: its oldest answers go first
+# What Gradio received and no event came for (anyone can POST to its upload route) is deleted:
+SWEEP_EVERY = 30.0  # seconds ($QA_INCOMING_SWEEP)
+INCOMING_MAX_AGE = 300  # seconds a received file waits for its event ($QA_INCOMING_MAX_AGE)
+INCOMING_MAX = 50_000_000  # bytes the folder may hold; the oldest go first ($QA_INCOMING_MAX_BYTES)
+
+
+def setting(name: str, default: float) -> float:
+    """A number from the environment, read in this one place; the default when unset or unreadable."""
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
 
 
 def queue_max() -> int:
-    return int(os.environ.get("QA_QUEUE_MAX", QUEUE_MAX))
+    return int(setting("QA_QUEUE_MAX", QUEUE_MAX))
 
 
 CSS = """
@@ -131,13 +147,14 @@ def build_ui(talk, mcp: bool = False):
     """The page: only wiring; what each event does is `qa.chat.Chat`'s."""
     import gradio as gr
 
-    from qa.chat import ALL, about, intro
+    from qa.chat import ALL, FEEDBACK_NOT_KEPT, about, intro
     from qa.engine import QuestionError, question_error
 
     engine = talk.engine
 
     def like(data: gr.LikeData, messages: list[dict], answers: list) -> None:
-        talk.judge(data.liked, data.index, messages, answers)
+        if talk.judge(data.liked, data.index, messages, answers):
+            gr.Warning(FEEDBACK_NOT_KEPT)
 
     with gr.Blocks(title="Ask the interview", analytics_enabled=False) as demo:
         gr.HTML(intro(engine), elem_id="intro")
@@ -223,7 +240,9 @@ def build_ui(talk, mcp: bool = False):
                 except QuestionError as e:
                     return question_error(question, e)
 
-            gr.api(ask_interview, api_name="ask_interview")
+            # Off the queue: Gradio's MCP server then calls it in-process, not through an HTTP
+            # client of its own that would carry no login (and be refused under --auth).
+            gr.api(ask_interview, api_name="ask_interview", queue=False)
     return demo
 
 
@@ -271,12 +290,127 @@ class HostGuard:
         await self.app(scope, receive, send)
 
 
+async def refuse(send, status: int, error: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    """A JSON error sent straight from ASGI, before any route runs; the connection is closed
+    so that a body nobody will read is not waited for."""
+    body = json.dumps({"error": error}).encode()
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"), *headers]  # fmt: skip
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """Refuses request bodies past a size with 413: at once from Content-Length, or, for a body
+    sent in chunks, as soon as the bytes read pass it. No route of this app needs more, and
+    Gradio's routes would otherwise read (and parse) whatever is sent, before any login."""
+
+    def __init__(self, app, most: int, uploads: int, incoming_full=lambda: False) -> None:
+        self.app, self.most, self.uploads, self.incoming_full = app, most, uploads, incoming_full
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        upload = scope["path"].rstrip("/").endswith("/gradio_api/upload")
+        most = self.uploads if upload else self.most
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None and (not length.strip().isdigit() or int(length) > most):
+            return await refuse(send, 413, f"request body over the limit of {most:,} bytes")
+        if upload and self.incoming_full():  # files sent and never added: wait for the sweep
+            return await refuse(send, 503, "too many files are waiting to be added; try again in a minute",
+                                [(b"retry-after", b"60")])  # fmt: skip
+        seen, over, started = 0, False, False
+
+        async def counted():
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > most:
+                    over = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message) -> None:
+            nonlocal started
+            if not over:
+                started = started or message["type"] == "http.response.start"
+                await send(message)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except Exception:
+            if not over:
+                raise
+        if over and not started:
+            await refuse(send, 413, f"request body over the limit of {most:,} bytes")
+
+
+class Login:
+    """With --auth, every route but /healthz wants the user and password as HTTP Basic
+    credentials (a browser asks for them itself): the page, Gradio's API, its queue, upload,
+    cancel and heartbeat routes, MCP and the JSON routes alike, so no route is left out by
+    accident. After a few wrong passwords from one address, each further one waits its turn
+    and a second, so guessing is slow; the right password never waits."""
+
+    OPEN = {"/healthz"}
+    FREE_TRIES = 5  # wrong passwords per address per minute before they are slowed
+    HEADER = [(b"www-authenticate", b'Basic realm="Ask the interview", charset="UTF-8"')]
+
+    def __init__(self, app, user: str, password: str) -> None:
+        self.app, self.user, self.password = app, user.encode(), password.encode()
+        self.failures: dict[str, list[float]] = {}
+        self.slow = None  # an asyncio.Lock, made inside the server's event loop
+
+    def admits(self, headers: list[tuple[bytes, bytes]]) -> bool | None:
+        """True for the right credentials, False for wrong ones, None for none at all."""
+        value = next((v for k, v in headers if k == b"authorization"), None)
+        if value is None:
+            return None
+        kind, _, encoded = value.decode("latin-1").partition(" ")
+        if kind.lower() != "basic":
+            return None
+        try:
+            user, _, password = base64.b64decode(encoded.strip(), validate=True).partition(b":")
+        except ValueError:
+            return False
+        return hmac.compare_digest(user, self.user) & hmac.compare_digest(password, self.password)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in self.OPEN:
+            return await self.app(scope, receive, send)
+        verdict = self.admits(scope["headers"])
+        if verdict:
+            return await self.app(scope, receive, send)
+        if verdict is False:
+            await self.slow_down((scope.get("client") or ("?",))[0])
+        if scope["type"] == "websocket":
+            return await send({"type": "websocket.close", "code": 1008})
+        await refuse(send, 401, "sign in first: this app wants its user and password (HTTP Basic)",
+                     self.HEADER)  # fmt: skip
+
+    async def slow_down(self, address: str) -> None:
+        import asyncio
+
+        now = time.monotonic()
+        recent = [t for t in self.failures.get(address, []) if now - t < 60][-100:] + [now]
+        self.failures[address] = recent
+        if len(self.failures) > 10_000:  # addresses are forgotten before they fill the memory
+            self.failures = {address: recent}
+        if len(recent) > self.FREE_TRIES:
+            self.slow = self.slow or asyncio.Lock()
+            async with self.slow:
+                await asyncio.sleep(1.0)
+
+
 def build_app(
     engine, auth: tuple[str, str] | None = None, feedback: Path = Path("feedback.jsonl"), mcp: bool = False,
     allowed_hosts: Iterable[str] = (), trust_forwarded: bool = False,
 ):  # fmt: skip
     import gradio as gr
-    from fastapi import Depends, FastAPI, HTTPException, Query, Request
+    from fastapi import FastAPI, HTTPException, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
 
@@ -287,29 +421,6 @@ def build_app(
 
     api = FastAPI(title="Ask the interview", docs_url=None, redoc_url=None, openapi_url=None)
     exports = Exports()
-    gradio_app = None  # set once mounted: its login cookies admit a user to these routes too
-
-    def signed_in(request: Request) -> None:
-        """With --auth, these routes want what the page wants: Gradio's login cookie, or the same
-        user and password as HTTP Basic credentials (for scripts)."""
-        if auth is None:
-            return
-        kind, _, encoded = request.headers.get("authorization", "").partition(" ")
-        if kind.lower() == "basic":
-            try:
-                user, _, password = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
-            except (ValueError, UnicodeDecodeError):
-                user, password = "", ""
-            if hmac.compare_digest(user.encode(), auth[0].encode()) and hmac.compare_digest(
-                password.encode(), auth[1].encode()
-            ):
-                return
-        if gradio_app is None:
-            raise HTTPException(503, "starting")
-        cookies = [f"access-token-{gradio_app.cookie_id}", f"access-token-unsecure-{gradio_app.cookie_id}"]
-        if not any(request.cookies.get(c) in gradio_app.tokens for c in cookies):
-            raise HTTPException(401, "sign in first: use the page's login, or HTTP Basic credentials",
-                                headers={"WWW-Authenticate": 'Basic realm="Ask the interview"'})  # fmt: skip
 
     @api.exception_handler(HTTPException)
     async def refused(_request: Request, exc: HTTPException) -> JSONResponse:
@@ -329,23 +440,27 @@ def build_app(
             body["error"] = problem
         return JSONResponse(body, 503 if problem else 200)
 
-    @api.api_route("/transcript/{key:path}", methods=["GET", "HEAD"], dependencies=[Depends(signed_in)])
+    @api.api_route("/transcript/{key:path}", methods=["GET", "HEAD"])
     def transcript(key: str) -> HTMLResponse:
         transcripts = engine.transcripts
         if key not in transcripts:
             return HTMLResponse("<!doctype html><p>No such transcript.</p>", status_code=404)
         return HTMLResponse(transcript_page(transcripts[key]))
 
-    @api.api_route("/conversation/{token}.md", methods=["GET", "HEAD"], dependencies=[Depends(signed_in)])
+    @api.api_route("/conversation/{token}.md", methods=["GET", "HEAD"])
     def conversation(token: str) -> Response:
         answers = exports.get(token)
         if answers is None:
             return JSONResponse({"error": "no such conversation (it ended or the app restarted)"}, 404)
         disposition = {"Content-Disposition": 'attachment; filename="conversation.md"'}
-        return Response(conversation_markdown(answers), media_type="text/markdown; charset=utf-8",
+        text = conversation_markdown(answers)
+        while len(text.encode("utf-8")) > MAX_EXPORT and len(answers) > 1:
+            answers = answers[len(answers) // 4 or 1 :]  # the latest answers that fit
+            text = conversation_markdown(answers)
+        return Response(text.encode("utf-8")[:MAX_EXPORT], media_type="text/markdown; charset=utf-8",
                         headers=disposition)  # fmt: skip
 
-    @api.api_route("/api/ask", methods=["GET", "HEAD"], dependencies=[Depends(signed_in)])
+    @api.api_route("/api/ask", methods=["GET", "HEAD"])
     def ask(
         q: str | None = None,
         k: str = "3",
@@ -366,30 +481,73 @@ def build_app(
         allow = {"Allow": "GET, HEAD"}
         return JSONResponse({"error": "use GET /api/ask?q=your+question"}, 405, headers=allow)
 
+    api.router.on_shutdown.append(engine.stopping)
     demo = build_ui(Chat(engine, FeedbackLog(feedback), exports), mcp)
     demo.queue(max_size=queue_max(), default_concurrency_limit=2)
+    kept = [str(Path(p).resolve()) for p in (engine.data, engine.uploads, feedback) if p is not None]
     app = gr.mount_gradio_app(
-        api, demo, path="/", ssr_mode=False, auth=auth, theme=theme(), css=CSS,
-        footer_links=[], mcp_server=mcp, max_file_size=MAX_UPLOAD,
+        api, demo, path="/", ssr_mode=False, theme=theme(), css=CSS, footer_links=[], mcp_server=mcp,
+        max_file_size=MAX_UPLOAD, allowed_paths=[], blocked_paths=kept,
     )  # fmt: skip
-    gradio_app = next(r.app for r in api.routes if getattr(r, "path", None) == "")
+    # Gradio checks that a file named by an event was uploaded (is in its upload folder) only in
+    # an app started by launch(); mounted, it skips the check unless told the app has launched.
+    demo.has_launched = True
+    if auth is not None:
+        app = Login(app, *auth)
+    most, uploads = int(setting("QA_MAX_BODY", MAX_BODY)), int(setting("QA_MAX_UPLOAD_BODY", MAX_UPLOAD_BODY))
+    app = BodyLimit(app, most, uploads, incoming_full)
     return HostGuard(app, allowed_hosts, trust_forwarded)
 
 
 def watch(engine, every: float) -> threading.Thread:
-    """Look for changed transcripts every `every` seconds and re-index them in the background."""
+    """Look for changed transcripts every `every` seconds and re-index them in the background
+    (the first look also indexes the uploads the start left for later)."""
+
+    def look() -> None:
+        try:
+            engine.refresh()
+        except Exception as e:  # noqa: BLE001 - a failed refresh keeps serving the last view
+            print(f"warning: re-indexing failed, still serving the last index: {e}", file=sys.stderr)
+
+    return repeat(look, every, "qa-watch")
+
+
+def repeat(task, every: float, name: str) -> threading.Thread:
+    """Run `task` every `every` seconds in a daemon thread."""
 
     def loop() -> None:
         while True:
             time.sleep(every)
-            try:
-                engine.refresh()
-            except Exception as e:  # noqa: BLE001 - a failed refresh keeps serving the last view
-                print(f"warning: re-indexing failed, still serving the last index: {e}", file=sys.stderr)
+            task()
 
-    thread = threading.Thread(target=loop, name="qa-watch", daemon=True)
+    thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def incoming_full() -> bool:
+    """Whether Gradio's upload folder holds its limit already ($QA_INCOMING_MAX_BYTES): then a
+    flood of uploads never followed by their event cannot fill the disk between two sweeps."""
+    from qa.uploads import stored_bytes
+
+    folder = os.environ.get("GRADIO_TEMP_DIR")
+    return bool(folder) and stored_bytes(Path(folder)) >= setting("QA_INCOMING_MAX_BYTES", INCOMING_MAX)
+
+
+def sweep_incoming(folder: Path, max_age: float | None = None) -> None:
+    """Delete what Gradio received for events that never came (qa.uploads.sweep), within the
+    age and size set by $QA_INCOMING_MAX_AGE and $QA_INCOMING_MAX_BYTES."""
+    from qa.uploads import sweep
+
+    if max_age is None:
+        max_age = setting("QA_INCOMING_MAX_AGE", INCOMING_MAX_AGE)
+    try:
+        freed = sweep(folder, max_age, int(setting("QA_INCOMING_MAX_BYTES", INCOMING_MAX)))
+    except OSError as e:
+        print(f"warning: cannot clean {folder} ({e.strerror or e})", file=sys.stderr)
+        return
+    if freed:
+        print(f"removed {freed:,} bytes sent to the upload route without an event", file=sys.stderr)
 
 
 def is_loopback(host: str) -> bool:
@@ -422,18 +580,24 @@ def main(argv: list[str] | None = None) -> int:
     if not is_loopback(args.host):
         print(f"warning: binding {args.host} exposes the app beyond this machine"
               + ("" if auth else "; consider --auth user:password"), file=sys.stderr)  # fmt: skip
+    # Gradio keeps each file sent from the page until `add` has read it: in our folder, not /tmp.
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(args.index_dir).resolve() / "incoming"))
+    sweep_incoming(Path(os.environ["GRADIO_TEMP_DIR"]), 0)  # left by an earlier run: no event will come
     try:
         uploads = args.uploads or default_folder(args.index_dir)
-        engine = Engine(args.data, args.index_dir, args.model, uploads=uploads, backend=backend_from(args))
+        engine = Engine(args.data, args.index_dir, args.model, uploads=uploads, backend=backend_from(args),
+                        defer_uploads=True)  # fmt: skip
     except (TranscriptError, ModelError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    # Gradio keeps each file sent from the page until `add` has read it: in our folder, not /tmp.
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(args.index_dir).resolve() / "incoming"))
     app = build_app(engine, auth, args.feedback or args.index_dir / "feedback.jsonl", args.mcp,
                     [*args.allowed_host, args.host], args.trust_forwarded)  # fmt: skip
+    every = setting("QA_INCOMING_SWEEP", SWEEP_EVERY)
+    repeat(lambda: sweep_incoming(Path(os.environ["GRADIO_TEMP_DIR"])), every, "qa-sweep")
     if args.watch > 0:
         watch(engine, args.watch)
+    else:  # uploads not indexed yet were left for after the start
+        threading.Thread(target=engine.refresh, name="qa-uploads", daemon=True).start()
     import uvicorn
 
     print(f"Ask the interview: http://{args.host}:{args.port}/", file=sys.stderr)

@@ -79,7 +79,11 @@ def connect(url: str | None = None, path: Path | None = None, api_key: str | Non
         client.get_collections()
     except Exception as e:  # noqa: BLE001 - httpx, grpc, the lock of the embedded mode, HTTP errors
         what = "the Qdrant server at" if url else "the Qdrant folder"
-        raise BackendUnavailable(f"cannot use {what} {where}: {_reason(e)}") from None
+        fix = "" if url else (
+            "; if no other process is using it, the folder is damaged: delete it, and the index is "
+            "rebuilt from the transcripts on the next start"
+        )  # fmt: skip
+        raise BackendUnavailable(f"cannot use {what} {where}: {_reason(e)}{fix}") from None
     _clients[where] = client
     return client
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from qa.conversation import small_talk
-from qa.engine import Engine, QuestionError
+from qa.engine import UPLOADS_KEY, Engine, QuestionError
 from qa.feedback import FeedbackLog, record, verdict
 from qa.render import answer_html, answer_text, context_html, literal
 
@@ -26,6 +26,9 @@ ALL = "All"  # the filter value that filters nothing
 POINTING_BACK = {"this", "these", "those", "it", "they", "them", "he", "she", "him", "her"}
 MAX_EXAMPLE_CHARS = 200  # an example question is shown whole, on a button that wraps
 MAX_SHOWN_QUESTION = 300  # of a question that could not be asked, what the chat repeats
+MAX_FILES = 20  # files read from one upload event
+FEEDBACK_NOT_KEPT = ("Your verdict was not kept: the feedback file is full or cannot be written. "
+                     "Tell whoever runs this app.")  # fmt: skip
 
 
 def examples(engine, per_transcript: int = 6) -> list[str]:
@@ -33,7 +36,9 @@ def examples(engine, per_transcript: int = 6) -> list[str]:
     stand alone (no "this" or "it" pointing back) and are short enough to show whole, kept only
     when the interview answers them with someone's reply, not with the question said back."""
     out = []
-    for t in engine.transcripts.values():
+    for key, t in engine.transcripts.items():
+        if key.startswith(UPLOADS_KEY):  # a visitor's text never becomes a button on everyone's page
+            continue
         found = []
         for p in t.passages:
             words = set(re.findall(r"[a-z']+", p.text.lower()))
@@ -212,40 +217,43 @@ class Chat:
     def add(self, files: list | None) -> Iterator[tuple[str, None]]:
         """Transcripts dropped on the page: checked, stored under names of our own, indexed
         alone while the chat keeps answering from what is already indexed."""
-        from qa.uploads import MAX_BYTES, save_all
+        from qa.uploads import MAX_BYTES, UploadError, read_sent, save_all
 
-        named, incoming = [], os.environ.get("GRADIO_TEMP_DIR")
-        for f in files or []:
+        named, refused, incoming = [], [], os.environ.get("GRADIO_TEMP_DIR")
+        for f in (files or [])[:MAX_FILES]:
             path = Path(f if isinstance(f, str) else getattr(f, "name", "") or "")
-            name = path.name
-            if not name:
+            if not path.name:
                 continue
             try:
-                if path.stat().st_size > MAX_BYTES:
-                    named.append((name, b"x" * (MAX_BYTES + 1)))  # refused by size, unread
-                else:
-                    named.append((name, path.read_bytes()))
-            except OSError:
-                named.append((name, b""))
-            finally:
-                if incoming and path.resolve().is_relative_to(Path(incoming).resolve()):
-                    path.unlink(missing_ok=True)  # Gradio's copy: the one kept is ours
-        if not named:
+                named.append((path.name, read_sent(path, incoming, MAX_BYTES)))
+            except (UploadError, OSError) as e:
+                refused.append(str(e) if isinstance(e, UploadError) else f"{path.name}: cannot be read")
+                print(f"warning: upload refused: {refused[-1]}", file=sys.stderr)
+                continue
+            path.unlink(missing_ok=True)  # Gradio's copy, in its folder: the one kept is ours
+        if not named and not refused:
             yield "", None
             return
-        yield f"Checking {len(named)} file(s)…", None
+        yield f"Checking {len(named) + len(refused)} file(s)…", None
         saved, errors = save_all(self.engine.uploads, named)
+        errors = refused + errors
         problems = "".join(f"\n- {literal(e)}" for e in errors)
         if saved:
             yield f"Indexing {len(saved)} file(s); the chat keeps answering meanwhile…{problems}", None
             try:
                 self.engine.refresh()
             except Exception as e:  # noqa: BLE001 - the page says so; the last index keeps serving
-                yield f"Indexing failed: {literal(str(e))}{problems}", None
+                print(f"warning: indexing an upload failed: {e}", file=sys.stderr)  # it may name paths
+                yield f"Indexing failed; the chat answers from what it had before.{problems}", None
                 return
         kept_paths = {p.resolve() for p in saved}
         state = self.engine.state
         names = [t.title for k, t in state.transcripts.items() if state.paths[k].resolve() in kept_paths]
+        aside = [f"{p.name}: not indexed: {self.engine.rejected[p.name]}" for p in saved
+                 if p.name in self.engine.rejected and not p.exists()]  # fmt: skip
+        problems += "".join(f"\n- {literal(e)}" for e in aside)
+        errors += aside
+        saved = [p for p in saved if p.exists()]
         added = "".join(f"\n- **{literal(n)}**" for n in names)
         head = f"Added, and searchable now:{added}" if saved else "Nothing was added."
         yield f"{head}{chr(10) + chr(10) + 'Not added:' + problems if errors else ''}", None

@@ -10,6 +10,7 @@ import os
 import stat
 import sys
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ def default_index_dir() -> Path:
 CALIBRATION = Path(__file__).with_name("calibration.json")
 MAX_QUESTION_CHARS = 2000
 MAX_K = 20
+MAX_HISTORY = 20  # earlier questions read: a follow-up leans on the last few, and each costs a check
 FALLBACK_CALIBRATION = {"alpha": 0.3, "threshold": 0.55}
 
 
@@ -51,6 +53,10 @@ def clean_question(question: object) -> str:
     """The question as text: control characters become spaces, lone surrogates are dropped."""
     if not isinstance(question, str):
         raise QuestionError("question must be text")
+    if len(question) > 4 * MAX_QUESTION_CHARS:  # refused before any work that grows with its length
+        raise QuestionError(
+            f"question is {len(question)} characters long; the limit is {MAX_QUESTION_CHARS}", 413
+        )
     question = "".join(
         " " if unicodedata.category(c) in ("Cc", "Cs") or c == "\ufffd" else c for c in question
     )
@@ -108,6 +114,14 @@ def display_path(path: Path) -> str:
     return file_label(shown)
 
 
+def source_name(key: str, path: Path) -> str:
+    """How a transcript is named to visitors (quotes' `source`, citations, errors): its path
+    from the working directory when inside it, else its key (`uploads/NAME`, or its path inside
+    the data folder). Never an absolute path: that would tell every visitor the server's layout."""
+    shown = display_path(path)
+    return key if os.path.isabs(shown) else shown
+
+
 LOCAL_CALIBRATION = "calibration.json"  # in the index folder: `calibrate --write` puts it there
 
 
@@ -124,15 +138,18 @@ def load_calibration(model_name: str, index_dir: Path | None = None) -> dict[str
     return None
 
 
-Stamp = tuple[int, int, int]  # (mtime in ns, size, inode): a cheap sign that a file changed
+Stamp = tuple[int, int, int, int]  # (mtime ns, ctime ns, size, inode): a cheap sign that a file changed
 
 
 def stamp(path: Path) -> Stamp | None:
+    """ctime is in it because mtime can be set back by anyone who writes the file (`touch -d`,
+    `cp -p`, an editor that keeps times): the kernel moves ctime on every write and no one can
+    set it back, so a same-size edit with its mtime restored is still seen."""
     try:
         st = path.stat()
     except OSError:
         return None
-    return st.st_mtime_ns, st.st_size, st.st_ino
+    return st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino
 
 
 def find_transcripts(data: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -165,6 +182,8 @@ def find_transcripts(data: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
 
 
 UPLOADS_KEY = "uploads/"  # what an uploaded file's key starts with
+REJECTED = "rejected"  # the uploads folder's subfolder for files that could not be indexed
+INDEXING = ".indexing"  # names the uploads being embedded; if it outlives the process, they killed it
 
 
 def scan(data: Path, uploads: Path | None = None) -> tuple[dict[str, Path], list[dict[str, str]]]:
@@ -187,6 +206,8 @@ def scan(data: Path, uploads: Path | None = None) -> tuple[dict[str, Path], list
         uploaded, also = find_transcripts(uploads)
         passed += also
         for p in uploaded:
+            if p.relative_to(uploads).parts[0] == REJECTED:
+                continue
             key = UPLOADS_KEY + file_label(p.relative_to(uploads).as_posix())
             if key in found:
                 passed.append((p, f"a file in the data folder has the same name, {key}; rename one"))
@@ -200,12 +221,14 @@ def load_transcripts(
     log: Callable[[str], None],
     known: dict[str, tuple[Stamp, Transcript]] | None = None,
     uploads: Path | None = None,
+    leave: Callable[[str, Path], bool] = lambda key, path: False,
 ) -> tuple[dict[str, Path], dict[str, Stamp | None], dict[str, Transcript], list[dict[str, str]]]:
     """Transcripts keyed by their path inside `data` (or `uploads/NAME`, see `scan`), with each
     file's path and stamp; broken files are skipped and reported. A file whose stamp is in
-    `known` is not read again."""
+    `known` is not read again; one that `leave` names is left out, unread."""
     data = Path(data)
     paths, skipped = scan(data, uploads)
+    paths = {key: path for key, path in paths.items() if not leave(key, path)}
     for s in skipped:
         log(f"warning: skipped {s['file']}: {s['error']}")
     stamps, found = {}, {}
@@ -215,7 +238,7 @@ def load_transcripts(
             found[key] = known[key][1]
             continue
         try:
-            found[key] = parse(read_text(path, display_path(path)), display_path(path))
+            found[key] = parse(read_text(path, source_name(key, path)), source_name(key, path))
         except TranscriptError as e:
             if path == data:  # the one file asked for: nothing to serve without it
                 raise
@@ -231,6 +254,61 @@ def load_transcripts(
             f"{display_path(data)}: no transcripts found (.{', .'.join(s[1:] for s in SUFFIXES)})"
         )
     return paths, stamps, found, skipped
+
+
+MAX_UPLOAD_WINDOWS = 5_000  # per upload: while embedded, each holds ~60 KB; ~50 are embedded a second
+
+
+def upload_limit(name: str, default: int) -> int:
+    """A limit on uploads from the environment ($QA_UPLOAD_MAX_WINDOWS, ...), read when needed."""
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+class OverBudget(RuntimeError):
+    """Embedding uploads took longer than their budget."""
+
+
+class Budgeted:
+    """An embedder that encodes in chunks and gives up past a deadline: what an upload may cost
+    in time grows with its size, and a chunk at a time bounds the model's working memory."""
+
+    CHUNK = 256
+
+    def __init__(self, embedder: Embedder, seconds: float) -> None:
+        self.embedder, self.seconds = embedder, seconds
+        self.dim = embedder.dim
+        self.deadline = time.monotonic() + seconds
+
+    def encode_tokens(self, texts: list[str], batch_size: int = 64, progress: bool = False):
+        vectors, tokens, pieces = [], [], []
+        for i in range(0, len(texts), self.CHUNK):
+            if time.monotonic() > self.deadline:
+                raise OverBudget(f"not indexed within its budget of {self.seconds:.0f} s")
+            v, t, p = self.embedder.encode_tokens(texts[i : i + self.CHUNK], batch_size)
+            vectors.append(v)
+            tokens += t
+            pieces += p
+        if not vectors:
+            return self.embedder.encode_tokens([], batch_size)
+        return np.concatenate(vectors), tokens, pieces
+
+
+def _indexed(old: store.Stored | None, key: str, t: Transcript) -> bool:
+    entry = old.files.get(key) if old else None
+    return entry is not None and entry.sha256 == store.sha256_bytes(t.text.encode("utf-8"))
+
+
+def _stored_as(old: store.Stored | None, key: str, path: Path) -> bool:
+    """Whether the file's bytes are what the index holds for `key` (UTF-8 text is its bytes),
+    told without parsing it."""
+    entry = old.files.get(key) if old else None
+    try:
+        return entry is not None and entry.sha256 == store.sha256_bytes(path.read_bytes())
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -265,16 +343,21 @@ class Engine:
         embedder: Embedder | None = None,
         backend: Callable[[Path, dict[str, str]], store.Backend] = store.FaissFolder,
         uploads: Path | None = None,
+        defer_uploads: bool = False,
     ) -> None:
+        """`defer_uploads`: uploads not indexed yet are left for the first `refresh`, so that an
+        app serves what it has before it embeds what visitors sent."""
         self.embedder = embedder or Embedder(model)
         self.log = log
         self.data = Path(data)
         self.uploads = Path(uploads) if uploads is not None else None  # transcripts added from the page
+        self.rejected: dict[str, str] = {}  # uploads set aside this run, by file name: why
         index_dir = Path(index_dir or default_index_dir())
         self.backend = backend(index_dir, self.embedder.identity)
         self._lock = threading.Lock()  # one refresh at a time
         self.pending: list[str] = []  # files changed on disk and not yet re-indexed
-        self.state = self._load(None, progress)
+        self._reject_unfinished()
+        self.state = self._load(None, progress, defer_uploads)
         self.calibration = load_calibration(self.embedder.name, index_dir)
         if self.calibration is None:
             log(f"warning: no refusal calibration for {self.embedder.name}; using a generic one "
@@ -293,14 +376,38 @@ class Engine:
     texts = property(lambda self: self.state.texts)
     titles = property(lambda self: self.state.titles)
 
-    def _load(self, previous: Loaded | None, progress: bool) -> Loaded:
-        """Read the transcripts (again only those whose file changed) and sync their vectors."""
+    def _load(self, previous: Loaded | None, progress: bool, defer_uploads: bool = False) -> Loaded:
+        """Read the transcripts (again only those whose file changed) and sync their vectors.
+        An upload that cannot be indexed within its budget is set aside, and the rest served."""
         known = {k: (previous.stamps[k], t) for k, t in previous.transcripts.items()} if previous else None
-        paths, stamps, transcripts, skipped = load_transcripts(self.data, self.log, known, self.uploads)
         old = previous.stored if previous else self._stored()
-        stored, report = self._sync(
-            transcripts, old, progress, unsaved=bool(previous) and not previous.report.saved
-        )
+
+        def unindexed(key: str, path: Path) -> bool:  # left for the first refresh, unread
+            return defer_uploads and key.startswith(UPLOADS_KEY) and not _stored_as(old, key, path)
+
+        try:
+            paths, stamps, transcripts, skipped = load_transcripts(
+                self.data, self.log, known, self.uploads, unindexed
+            )
+        except TranscriptError:
+            if not defer_uploads:
+                raise
+            return self._load(previous, progress)  # nothing but uploads to serve: index them now
+        new = [k for k, t in transcripts.items() if k.startswith(UPLOADS_KEY) and not _indexed(old, k, t)]
+        for key in new:
+            rows = len(windows(transcripts[key].passages))
+            most = upload_limit("QA_UPLOAD_MAX_WINDOWS", MAX_UPLOAD_WINDOWS)
+            if rows > most:
+                self._set_aside(paths[key], f"{rows:,} passages, over the limit of {most:,} per upload")
+                return self._load(previous, progress, defer_uploads)
+        try:
+            stored, report = self._sync(
+                transcripts, old, progress, unsaved=bool(previous) and not previous.report.saved, uploads=new
+            )
+        except OverBudget as e:
+            for key in new:
+                self._set_aside(paths[key], str(e))
+            return self._load(previous, progress, defer_uploads)
         report.skipped = skipped
         passages = [p for t in transcripts.values() for p in t.passages]
         # A view the backend could not store is searched in memory: the backend lacks its files.
@@ -311,6 +418,37 @@ class Engine:
         keys = {t.source: k for k, t in transcripts.items()}
         return Loaded(paths, stamps, transcripts, stored, ranker, report, index, texts, titles, keys)
 
+    def _set_aside(self, path: Path, why: str) -> None:
+        """Move an upload that cannot be indexed to uploads/rejected/, so that it never blocks
+        a start again; its reason is logged and kept for the page."""
+        assert self.uploads is not None
+        aside = self.uploads / REJECTED / path.name
+        try:
+            aside.parent.mkdir(exist_ok=True)
+            os.replace(path, aside)
+        except OSError:
+            path.unlink()  # an OSError here stops the load: better than indexing it again
+        self.rejected[path.name] = why
+        self.log(f"warning: set aside uploads/{file_label(path.name)} in {REJECTED}/: {why}")
+
+    def _reject_unfinished(self) -> None:
+        """Uploads named by a marker that outlived its process stopped the app while they were
+        embedded (out of memory, or killed): set them aside instead of trying again."""
+        marker = self.uploads / INDEXING if self.uploads else None
+        if marker is None or not marker.exists():
+            return
+        for name in marker.read_text(encoding="utf-8", errors="replace").splitlines():
+            path = self.uploads / name
+            if name and "/" not in name and path.is_file():
+                self._set_aside(path, "indexing it stopped the app last time (out of memory, or killed)")
+        marker.unlink(missing_ok=True)
+
+    def stopping(self) -> None:
+        """The app is being stopped on purpose: an upload being embedded now did not kill it,
+        so the next start tries it again instead of setting it aside."""
+        if self.uploads is not None:
+            (self.uploads / INDEXING).unlink(missing_ok=True)
+
     def _stored(self) -> store.Stored | None:
         try:
             return self.backend.load()
@@ -320,9 +458,32 @@ class Engine:
             return None
 
     def _sync(
-        self, transcripts: dict[str, Transcript], old: store.Stored | None, progress: bool, unsaved: bool
-    ):
-        """The index of these transcripts: only new or changed ones are embedded (embeddings/index.py)."""
+        self, transcripts: dict[str, Transcript], old: store.Stored | None, progress: bool, unsaved: bool,
+        uploads: Sequence[str] = (),
+    ):  # fmt: skip
+        """The index of these transcripts: only new or changed ones are embedded (embeddings/index.py).
+        When `uploads` are among them, embedding runs in chunks against a deadline that grows with
+        their size (OverBudget past it), and a marker names them until it is done."""
+        if uploads:
+            rows = sum(len(windows(transcripts[k].passages)) for k in uploads)
+            seconds = upload_limit("QA_UPLOAD_BASE_SECONDS", 60) + rows / upload_limit(
+                "QA_UPLOAD_MIN_RATE", 10
+            )
+            marker = self.uploads / INDEXING
+            try:
+                marker.write_text("\n".join(k[len(UPLOADS_KEY) :] for k in uploads), encoding="utf-8")
+            except OSError as e:
+                self.log(f"warning: cannot write {marker} ({e.strerror or e})")
+            try:
+                return self._sync_with(transcripts, old, progress, unsaved, Budgeted(self.embedder, seconds))
+            finally:
+                marker.unlink(missing_ok=True)
+        return self._sync_with(transcripts, old, progress, unsaved, self.embedder)
+
+    def _sync_with(
+        self, transcripts: dict[str, Transcript], old: store.Stored | None, progress: bool, unsaved: bool,
+        embedder: store.Embeds,
+    ):  # fmt: skip
         sources = {}
         for key, t in transcripts.items():
             spans = windows(t.passages)
@@ -333,7 +494,7 @@ class Engine:
                 lambda t=t, spans=spans: [(t.passages[w.first].start, t.passages[w.last].end) for w in spans],
             )  # fmt: skip
         return store.sync(
-            self.backend, old, sources, self.embedder, self.embedder.identity, self.log, progress, unsaved
+            self.backend, old, sources, embedder, self.embedder.identity, self.log, progress, unsaved
         )
 
     def changed(self, state: Loaded | None = None) -> list[str]:
@@ -395,7 +556,8 @@ class Engine:
         question = clean_question(question)
         k = check_k(k)
         allowed = self._filter(state, source, speaker)
-        earlier = [clean_question(h) for h in history if isinstance(h, str) and h.strip()]
+        recent = list(history)[-MAX_HISTORY:]
+        earlier = [clean_question(h) for h in recent if isinstance(h, str) and h.strip()]
         query = searched_as(question, earlier)
         try:
             hits, confidence = self.rank(query, allowed, state)

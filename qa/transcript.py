@@ -442,7 +442,30 @@ def sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
         a2 = a + len(seg) - len(seg.lstrip())
         b2 = b - (len(seg) - len(seg.rstrip()))
         if b2 > a2 and re.search(r"\w", text[a2:b2]):
-            out.append((a2, b2))
+            out += _pieces(text, a2, b2)
+    return out
+
+
+MAX_SENTENCE_CHARS = 400  # a longer sentence is quoted in pieces of at most this many characters
+_SPACES = (" ", "\n", "\t", "\r", "\u00a0")
+_SPACE_RUN = re.compile(r"\s*")
+
+
+def _pieces(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """A sentence longer than MAX_SENTENCE_CHARS cut at word boundaries into pieces no longer
+    than that, each a verbatim span: a quote is a window of sentences, and one run-on sentence
+    (a transcript without punctuation) must not make a quote of a whole file. A "word" longer
+    than the limit is cut where the limit falls."""
+    out = []
+    while end - start > MAX_SENTENCE_CHARS:
+        cut = max(text.rfind(c, start + 1, start + MAX_SENTENCE_CHARS + 1) for c in _SPACES)
+        cut = cut if cut > start else start + MAX_SENTENCE_CHARS
+        piece = text[start:cut].rstrip()
+        if re.search(r"\w", piece):
+            out.append((start, start + len(piece)))
+        start = _SPACE_RUN.match(text, cut, end).end()
+    if end > start and re.search(r"\w", text[start:end]):
+        out.append((start, end))
     return out
 
 

@@ -10,16 +10,21 @@ beside the data folder (`Engine(uploads=...)`), its files keyed `uploads/NAME`.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
+import time
 from pathlib import Path
 
 from embeddings.index import write_atomic
-from qa.engine import file_label
+from qa.engine import MAX_UPLOAD_WINDOWS, file_label, upload_limit
+from qa.retrieve import windows
 from qa.transcript import SUFFIXES, TranscriptError, decode, parse
 
 MAX_BYTES = 5_000_000
 MAX_STEM = 60  # characters of the slug kept from the browser's name
 MAX_SHOWN = 80  # characters of the browser's name quoted in a message
+MAX_TOTAL = 100_000_000  # bytes of all stored uploads together
 
 
 class UploadError(ValueError):
@@ -60,9 +65,17 @@ def check(name: str, data: bytes) -> None:
             f"({MAX_BYTES:,} bytes) per file; split it into parts and upload those"
         )
     try:
-        parse(decode(data, label), label)
+        transcript = parse(decode(data, label), label)
     except TranscriptError as e:
         raise UploadError(str(e)) from None
+    most = upload_limit("QA_UPLOAD_MAX_WINDOWS", MAX_UPLOAD_WINDOWS)
+    rows = len(windows(transcript.passages))
+    if rows > most:
+        raise UploadError(
+            f"{label}: {rows:,} passages to index, over the limit of {most:,} per file added from "
+            "the page (indexing it would hold this app's memory for too long); split it into "
+            "parts, or put it in the data folder and run `python -m qa index`"
+        )
 
 
 def save(folder: Path, name: str, data: bytes) -> Path:
@@ -77,6 +90,13 @@ def save(folder: Path, name: str, data: bytes) -> Path:
         same = next((p for p in folder.glob(f"*-{target.stem[-8:]}.*") if _holds(p, data)), None)
         if same is not None:  # stored before, maybe under another name: index it once
             return same
+        used, most = stored_bytes(folder), upload_limit("QA_UPLOADS_MAX_BYTES", MAX_TOTAL)
+        if used + len(data) > most:
+            raise UploadError(
+                f"{shown(name)}: not stored: the transcripts added from the page already take "
+                f"{used / 1e6:.1f} MB of the {most / 1e6:g} MB allowed; ask whoever runs this app to "
+                "remove some from its uploads folder"
+            )
         write_atomic(target, data)
     except OSError as e:
         raise UploadError(
@@ -107,3 +127,68 @@ def _holds(path: Path, data: bytes) -> bool:
         return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
     except OSError:
         return False
+
+
+def stored_bytes(folder: Path) -> int:
+    """What the stored uploads take on disk (files set aside as rejected count too: they are
+    still on the disk)."""
+    total = 0
+    for p in Path(folder).rglob("*"):
+        try:
+            st = p.lstat()
+        except OSError:
+            continue
+        total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return total
+
+
+def read_sent(path: str | Path, incoming: str | Path | None, max_bytes: int = MAX_BYTES) -> bytes:
+    """The bytes of a file the page sent, read only if it is one: a regular file (not a link,
+    device or pipe) inside Gradio's upload folder `incoming`. The event that names the file is
+    the client's to write, so its path is a claim to check, not a file to open: a crafted event
+    could otherwise name /etc/passwd, /dev/zero or a FIFO. At most `max_bytes` + 1 are read
+    (the one more says it is too long). Raises UploadError."""
+    label = shown(Path(path).name)
+    if not incoming:
+        raise UploadError(f"{label}: not a file sent from this page")
+    folder = os.path.realpath(incoming)
+    absolute = os.path.abspath(path)
+    if os.path.commonpath([folder, os.path.realpath(absolute)]) != folder or os.path.islink(absolute):
+        raise UploadError(f"{label}: not a file sent from this page")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(absolute, flags)
+    except OSError:
+        raise UploadError(f"{label}: not a file sent from this page") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UploadError(f"{label}: not a file sent from this page")
+    with os.fdopen(fd, "rb") as f:
+        return f.read(max_bytes + 1)
+
+
+def sweep(incoming: Path, max_age: float, max_bytes: int) -> int:
+    """Delete what Gradio received and no event came for: files older than `max_age` seconds,
+    empty ones, then the oldest until the folder holds at most `max_bytes`. Returns the bytes
+    freed. Anyone can POST a file to Gradio's upload route without ever adding it."""
+    files = []
+    for p in Path(incoming).rglob("*"):
+        try:
+            st = p.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            files.append((st.st_mtime, st.st_size, p))
+    freed, now, kept = 0, time.time(), 0
+    for mtime, size, p in sorted(files, reverse=True):  # newest first: the oldest go first
+        if now - mtime > max_age or size == 0 and now - mtime > 1 or kept + size > max_bytes:
+            p.unlink(missing_ok=True)
+            freed += size
+        else:
+            kept += size
+    for d in sorted((p for p in Path(incoming).rglob("*") if p.is_dir()), reverse=True):
+        try:
+            d.rmdir()  # only when empty
+        except OSError:
+            pass
+    return freed

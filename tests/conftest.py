@@ -141,15 +141,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(tmp: Path, *args: str, startup_s: float = 180) -> Iterator[str]:
+def serve(tmp: Path, *args: str, startup_s: float = 180, env: dict[str, str] | None = None) -> Iterator[str]:
     """Run app.py on a free loopback port until the generator is closed; yields its base URL.
+    `env` adds to its environment.
 
     Its output goes to tmp/app.log (a file: a full pipe would stall the app), shown on failure."""
     port = free_port()
     log = tmp / "app.log"
     with open(log, "w", encoding="utf-8") as out:
         cmd = [sys.executable, "app.py", "--port", str(port), *args]
-        env = env_for_subprocess(tmp)
+        env = {**env_for_subprocess(tmp), **(env or {})}
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -441,6 +441,11 @@ def test_connect_names_what_it_cannot_use(tmp_path):
     blocker.write_text("not a folder", encoding="utf-8")
     with pytest.raises(BackendUnavailable, match=re.escape(f"the Qdrant folder {blocker.resolve()}/qdrant")):
         connect(path=blocker / "qdrant")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "meta.json").write_text("garbage", encoding="utf-8")
+    with pytest.raises(BackendUnavailable, match="the folder is damaged: delete it"):
+        connect(path=damaged)
 
 
 @pytest.mark.integration

@@ -8,6 +8,7 @@ from conftest import INTERVIEW, read_exact
 from qa.engine import find_transcripts
 from qa.transcript import (
     ANSWER,
+    MAX_SENTENCE_CHARS,
     QUESTION,
     TITLE,
     TITLE_SPEAKER,
@@ -351,11 +352,25 @@ def seconds(run, *args) -> float:
 
 def test_sentence_splitting_is_linear_past_skipped_abbreviations():
     text = "Mr. Smith " * 20_000  # 200 KB, every boundary skipped
-    assert [text[a:b] for a, b in sentence_spans(text, 0, len(text))] == [text.strip()]
+    pieces = [text[a:b] for a, b in sentence_spans(text, 0, len(text))]  # one sentence, quoted in pieces
+    assert " ".join(pieces) == text.strip() and max(map(len, pieces)) <= MAX_SENTENCE_CHARS
     small = seconds(sentence_spans, text, 0, len(text))
     large = seconds(sentence_spans, text * 2, 0, 2 * len(text))
     assert small < 2 and large < 5
     assert large <= 3 * small + 0.5
+
+
+@pytest.mark.parametrize(
+    "sentence", ["word " * 200_000, "x" * 5_000 + " tail", "a" * 401, "Hi there. " + "é " * 900]
+)
+def test_a_sentence_past_the_window_limit_is_cut_at_words_into_verbatim_pieces(sentence):
+    text = "Bob: Go on?\nAnn: " + sentence + "\nBob: Thanks.\n"
+    t = parse(text, "run-on.txt")
+    spans = [(p.start, p.end) for p in t.passages if p.speaker == "Ann"]
+    assert all(p.text == text[p.start : p.end] and 0 < len(p.text) <= MAX_SENTENCE_CHARS for p in t.passages)
+    assert all(p.text == p.text.strip() for p in t.passages)
+    assert all(b <= c for (_, b), (c, _) in zip(spans, spans[1:], strict=False))
+    assert "".join(text[a:b] for a, b in spans).replace(" ", "") == sentence.replace(" ", "")  # all kept
 
 
 @pytest.mark.parametrize("make", [one_speaker_srt, one_speaker_lines])

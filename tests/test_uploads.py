@@ -1,5 +1,6 @@
 """Transcripts added from the page: stored under names of our own, indexed alone, kept."""
 
+import os
 import re
 import shutil
 import threading
@@ -195,3 +196,84 @@ def test_a_broken_upload_beside_one_data_file_is_skipped_not_fatal(tmp_path):
     (tmp_path / "uploads" / "broken.txt").write_bytes(b"\x00\x01")  # put there by hand
     e = engine(INTERVIEW, tmp_path)
     assert set(e.transcripts) == {"interview.txt"} and "binary" in e.report.skipped[0]["error"]
+
+
+def test_an_upload_not_yet_indexed_waits_for_the_first_refresh_when_deferred(data, tmp_path):
+    engine(data, tmp_path)  # the data folder's index, saved
+    path = save(tmp_path / "uploads", "reef.txt", CORAL.encode("utf-8"))
+    fake = FakeEmbedder()
+    e = Engine(data, tmp_path / "index", embedder=fake, progress=False, log=lambda m: None,
+               uploads=tmp_path / "uploads", defer_uploads=True)  # fmt: skip
+    assert set(e.transcripts) == {"interview.txt"} and sum(fake.calls) == 0  # served before embedding
+    assert e.refresh() == [f"uploads/{path.name}"] and "Warming seas" in e.ask(QUESTION).quotes[0].text
+    again = Engine(data, tmp_path / "index", embedder=FakeEmbedder(), progress=False, log=lambda m: None,
+                   uploads=tmp_path / "uploads", defer_uploads=True)  # fmt: skip
+    assert f"uploads/{path.name}" in again.transcripts  # indexed before: served at once
+
+
+def test_an_upload_that_killed_the_app_while_indexed_is_set_aside(data, tmp_path):
+    path = save(tmp_path / "uploads", "reef.txt", CORAL.encode("utf-8"))
+    (tmp_path / "uploads" / ".indexing").write_text(path.name, encoding="utf-8")  # left by a killed process
+    logged: list[str] = []
+    e = Engine(data, tmp_path / "index", embedder=FakeEmbedder(), progress=False, log=logged.append,
+               uploads=tmp_path / "uploads")  # fmt: skip
+    assert set(e.transcripts) == {"interview.txt"} and not path.exists()
+    assert (tmp_path / "uploads" / "rejected" / path.name).exists()
+    assert "stopped the app" in e.rejected[path.name] and any("set aside" in m for m in logged)
+    assert not (tmp_path / "uploads" / ".indexing").exists()
+
+
+def test_an_upload_over_its_budget_is_set_aside_and_the_rest_served(data, tmp_path, monkeypatch):
+    e = engine(data, tmp_path)
+    big = save(tmp_path / "uploads", "reef.txt", CORAL.encode("utf-8"))
+    monkeypatch.setenv("QA_UPLOAD_MAX_WINDOWS", "5")  # fewer than this file's windows
+    e.refresh()
+    assert "over the limit of 5" in e.rejected[big.name] and set(e.transcripts) == {"interview.txt"}
+    monkeypatch.setenv("QA_UPLOAD_MAX_WINDOWS", "1000")
+    monkeypatch.setenv("QA_UPLOAD_BASE_SECONDS", "-1")  # a deadline passed before the first chunk
+    monkeypatch.setenv("QA_UPLOAD_MIN_RATE", "1000000000")
+    slow = save(tmp_path / "uploads", "slow.txt", CORAL.replace("Maya", "Mia").encode("utf-8"))
+    e.refresh()
+    assert "budget" in e.rejected[slow.name] and set(e.transcripts) == {"interview.txt"}
+    assert sorted(p.name for p in (tmp_path / "uploads" / "rejected").iterdir()) == sorted(
+        [big.name, slow.name]
+    )
+    assert e.ask("Which countries are joining NATO?").answered
+
+
+def test_the_total_cap_refuses_with_a_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("QA_UPLOADS_MAX_BYTES", str(len(CORAL) + 10))
+    save(tmp_path / "uploads", "reef.txt", CORAL.encode("utf-8"))
+    with pytest.raises(UploadError, match="more.txt: not stored: .* MB allowed"):
+        save(tmp_path / "uploads", "more.txt", (CORAL + "Sam Ortiz: Thanks.\n").encode("utf-8"))
+
+
+def test_a_sent_file_is_read_only_from_the_upload_folder(tmp_path):
+    from qa.uploads import read_sent
+
+    incoming = tmp_path / "incoming"
+    (incoming / "x").mkdir(parents=True)
+    (incoming / "x" / "ok.txt").write_bytes(b"hello")
+    (tmp_path / "secret.txt").write_bytes(b"secret")
+    (incoming / "x" / "link.txt").symlink_to(tmp_path / "secret.txt")
+    os.mkfifo(incoming / "x" / "pipe.txt")
+    assert read_sent(incoming / "x" / "ok.txt", incoming) == b"hello"
+    assert read_sent(incoming / "x" / "ok.txt", incoming, max_bytes=2) == b"hel"  # one past the limit
+    sent = incoming / "x"
+    for path in [tmp_path / "secret.txt", sent / "link.txt", sent / "pipe.txt", "/dev/zero",
+                 sent / ".." / ".." / "secret.txt", sent]:  # fmt: skip
+        with pytest.raises(UploadError, match="not a file sent from this page"):
+            read_sent(path, incoming)
+    with pytest.raises(UploadError):
+        read_sent(incoming / "x" / "ok.txt", None)
+
+
+def test_examples_never_come_from_uploads(data, tmp_path):
+    from qa.chat import examples
+
+    e = engine(data, tmp_path)
+    text = (b"Sam: <script>alert(1)</script> Why do reefs bleach so often?\n"
+            b"Maya: Warming seas bleach the reefs every summer now.\n")  # fmt: skip
+    save(tmp_path / "uploads", "x.txt", text)
+    e.refresh()
+    assert len(e.transcripts) == 2 and all("script" not in q and "reefs" not in q for q in examples(e))
