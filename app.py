@@ -77,9 +77,10 @@ button:focus-visible, summary:focus-visible, a:focus-visible { outline: 3px soli
                border-radius: 6px; text-decoration: none; font-size: 0.9em; }
 .qa-example { white-space: normal !important; text-align: left !important; }
 #upload-status:empty { display: none; }
-.qa-sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0);
-              white-space: nowrap; }
 .qa-loaded { margin: 0 0 0.5em; padding-left: 1.2em; }
+"""
+
+PANEL_CSS = """
 /* The source panel: beside the chat on a wide screen, below it on a phone. */
 #qa-panel { position: fixed; z-index: 50; top: 0; right: 0; bottom: 0; width: min(36rem, 40vw);
             display: flex; flex-direction: column; background: var(--body-background-fill, #fff);
@@ -94,6 +95,8 @@ button:focus-visible, summary:focus-visible, a:focus-visible { outline: 3px soli
 #qa-panel-body .qa-turn.question { opacity: 0.9; }
 #qa-panel-body a { color: inherit; }
 mark.qa-here { outline: 2px solid #b45309; }
+.qa-sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0);
+              white-space: nowrap; }
 body.qa-panel-open .gradio-container { margin-right: min(36rem, 40vw) !important;
                                        max-width: calc(100vw - min(36rem, 40vw)) !important; }
 @media (max-width: 720px) {
@@ -106,7 +109,11 @@ body.qa-panel-open .gradio-container { margin-right: min(36rem, 40vw) !important
 
 # The page's behaviour that Gradio has no words for: the source panel, the copy and "ask it on
 # its own" buttons inside answers, plain-text labels for answers, the scroll after an answer.
-HEAD = """<script>
+HEAD = (
+    "<style>/* Outside Gradio's own sheet, which scopes every rule to its container. */\n"
+    + PANEL_CSS
+    + "</style>"
+) + """<script>
 (() => {
   const $ = (s, root = document) => root.querySelector(s);
   let opener = null, scrolled = 0;
