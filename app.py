@@ -38,8 +38,7 @@ CSS = """
 #chat [data-testid="user"] { scroll-margin-top: 0.75em; }
 #ask-row { position: sticky; bottom: 0; z-index: 20; background: var(--body-background-fill);
            padding: 0.5em 0; margin: 0; box-shadow: 0 -8px 10px -10px rgba(0, 0, 0, 0.5); }
-.message-row:has(.qa-note) button[aria-label="Like"],
-.message-row:has(.qa-note) button[aria-label="Dislike"] { display: none !important; }
+.message-row:has(.qa-note) + .message-buttons { display: none !important; }
 .qa-quote { border-left: 4px solid #1d4ed8; margin: 0.25em 0; padding: 0.4em 0.8em;
             background: rgba(37, 99, 235, 0.06); font-size: 1.02em; }
 .qa-quote:not(.qa-best) { border-left-color: #64748b; font-size: 0.97em; }
@@ -109,11 +108,7 @@ body.qa-panel-open .gradio-container { margin-right: min(36rem, 40vw) !important
 
 # The page's behaviour that Gradio has no words for: the source panel, the copy and "ask it on
 # its own" buttons inside answers, plain-text labels for answers, the scroll after an answer.
-HEAD = (
-    "<style>/* Outside Gradio's own sheet, which scopes every rule to its container. */\n"
-    + PANEL_CSS
-    + "</style>"
-) + """<script>
+SCRIPT = """<script>
 (() => {
   const $ = (s, root = document) => root.querySelector(s);
   let opener = null, scrolled = 0;
@@ -192,8 +187,13 @@ HEAD = (
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Escape' && $('#qa-panel') && !$('#qa-panel').hidden) { e.preventDefault(); close(); }
   });
-  // Gradio labels each answer with its raw HTML: a screen reader would read the tags.
+  // Gradio labels each answer with its raw HTML: a screen reader would read the tags. And the
+  // upload status, drawn when its fold first opens, is announced when it changes.
   function label() {
+    const status = $('#upload-status');
+    if (status && !status.hasAttribute('aria-live')) {
+      status.setAttribute('role', 'status'); status.setAttribute('aria-live', 'polite');
+    }
     document.querySelectorAll('#chat [data-testid="bot"]').forEach((m) => {
       const text = 'Answer: ' + m.innerText.replace(/\\s+/g, ' ').trim().slice(0, 160);
       if (m.getAttribute('aria-label') !== text) m.setAttribute('aria-label', text);
@@ -203,6 +203,8 @@ HEAD = (
     {subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label']});
 })();
 </script>"""
+# Outside Gradio's own sheet, which scopes every rule to its container.
+HEAD = f"<style>{PANEL_CSS}</style>{SCRIPT}"
 
 # After an answer: the newest question at the top of the screen, with its best quote and the
 # citation below it, above the question box.
@@ -222,8 +224,6 @@ SHOW_NEWEST = """() => { setTimeout(() => {
 ON_LOAD = """() => {
     const log = document.querySelector('#chat [role="log"]');
     if (log) log.setAttribute('aria-label', 'Conversation');
-    const status = document.querySelector('#upload-status');
-    if (status) { status.setAttribute('role', 'status'); status.setAttribute('aria-live', 'polite'); }
     const q = document.querySelector('#question textarea');
     if (q) q.focus();
 }"""
