@@ -627,6 +627,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def uploads_folder(given: Path | None, host: str, index_dir: Path) -> Path | None:
+    """Where transcripts added from the page go, or None: adding is off. What one visitor adds,
+    every visitor sees, so it is on by default only for this machine's own visitors."""
+    from qa.uploads import default_folder
+
+    return given or (default_folder(index_dir) if is_loopback(host) else None)
+
+
 def main(argv: list[str] | None = None) -> int:
     from embeddings.model import ModelError, offline
 
@@ -636,7 +644,6 @@ def main(argv: list[str] | None = None) -> int:
     from qa.cli import backend_from
     from qa.engine import Engine
     from qa.transcript import TranscriptError
-    from qa.uploads import default_folder
 
     auth = None
     if args.auth:
@@ -649,9 +656,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: binding {args.host} exposes the app beyond this machine"
               + ("" if auth else "; consider --auth user:password"), file=sys.stderr)  # fmt: skip
     try:
-        # Added transcripts are shared by everyone who can open the page: on by default only for
-        # this machine's own visitors.
-        uploads = args.uploads or (default_folder(args.index_dir) if is_loopback(args.host) else None)
+        uploads = uploads_folder(args.uploads, args.host, args.index_dir)
         engine = Engine(args.data, args.index_dir, args.model, uploads=uploads, backend=backend_from(args))
     except (TranscriptError, ModelError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

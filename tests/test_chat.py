@@ -185,3 +185,23 @@ def test_an_added_transcript_is_listed_titled_by_its_name_and_can_be_removed(tmp
     after = engine.ask("Why do rooftop bees find more flowers?", 3)
     assert all(q.title != "rooftop bees podcast" for q in [*after.quotes, after.closest] if q)
     assert talk.refresh_examples() == before
+
+
+def test_adding_from_the_page_is_on_by_default_only_on_loopback(tmp_path):
+    from app import uploads_folder
+
+    assert uploads_folder(None, "127.0.0.1", tmp_path) == tmp_path / "uploads"
+    assert uploads_folder(None, "localhost", tmp_path) == tmp_path / "uploads"
+    assert uploads_folder(None, "0.0.0.0", tmp_path) is None
+    assert uploads_folder(None, "example.org", tmp_path) is None
+    assert uploads_folder(tmp_path / "mine", "0.0.0.0", tmp_path) == tmp_path / "mine"
+
+
+def test_the_source_panel_shows_only_loaded_sentences(tmp_path):
+    talk = chat_over_interview(tmp_path)
+    [key] = talk.engine.transcripts
+    start = talk.engine.transcripts[key].passages[5].start
+    html = talk.context(key, str(start))
+    assert html.startswith('<h2 id="qa-panel-title">') and 'id="qa-here"' in html
+    assert talk.context(key, "x") is None and talk.context(key, start + 1) is None
+    assert talk.context("../README.md", start) is None and talk.context("nope.txt", 0) is None
