@@ -57,7 +57,7 @@ CSS = """
                                margin: 0.4em 0; }
 .qa-refusal, .qa-note { padding: 0.3em 0; }
 .qa-tools { margin-top: 0.4em; }
-.qa-copy, .qa-alone, .qa-panel-bar button { font: inherit; font-size: 0.88em; font-style: normal;
+.qa-copy, .qa-alone, .qa-remove, .qa-panel-bar button { font: inherit; font-size: 0.88em; font-style: normal;
     padding: 0.15em 0.6em; border: 1px solid currentColor; border-radius: 6px; background: transparent;
     color: inherit; cursor: pointer; }
 .dark .qa-quote { border-left-color: #93c5fd; background: rgba(147, 197, 253, 0.1); }
@@ -177,12 +177,13 @@ SCRIPT = """<script>
     if (link && !(e.ctrlKey || e.metaKey || e.shiftKey || e.altKey || e.button)) {
       e.preventDefault(); e.stopPropagation(); open(link); return;
     }
-    const button = e.target.closest('button.qa-copy, button.qa-alone');
+    const button = e.target.closest('button.qa-copy, button.qa-alone, button.qa-remove');
     if (!button) return;
     e.stopPropagation();
     if (button.classList.contains('qa-copy')) { copy(button); return; }
-    window.qaPending = $('.qa-q', button.parentElement).textContent;
-    $('#alone button, button#alone').click();
+    const alone = button.classList.contains('qa-alone');
+    window.qaPending = $(alone ? '.qa-q' : '.qa-key', button.parentElement).textContent;
+    $(alone ? '#alone button, button#alone' : '#remover button, button#remover').click();
   }, true);
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Escape' && $('#qa-panel') && !$('#qa-panel').hidden) { e.preventDefault(); close(); }
@@ -276,13 +277,6 @@ def choices(engine) -> tuple:
             gr.Dropdown(choices=[ALL, *engine.speakers]))  # fmt: skip
 
 
-def removable(engine) -> list[tuple[str, str]]:
-    """The transcripts added from the page, as (title, key): only those can be removed."""
-    from qa.chat import loaded
-
-    return [(t["title"], t["key"]) for t in loaded(engine) if t["added"]]
-
-
 def theme():
     """Gradio's default look, with a primary colour that white text can be read on (>= 4.5:1)."""
     import gradio as gr
@@ -321,10 +315,7 @@ def build_ui(talk, mcp: bool = False):
         """Everything on the page that lists the transcripts, as they are now (a visitor may
         have added or removed one since the page was drawn)."""
         talk.refresh_examples()
-        added = removable(engine)
-        return (intro(engine), transcripts_html(engine), *choices(engine),
-                gr.Dropdown(choices=added, value=added[0][1] if added else None), gr.Row(visible=bool(added)),
-                *example_buttons_now())  # fmt: skip
+        return (intro(engine), transcripts_html(engine), *choices(engine), *example_buttons_now())
 
     with gr.Blocks(title="Ask the interview", analytics_enabled=False) as demo:
         intro_html = gr.HTML(intro(engine), elem_id="intro")
@@ -364,6 +355,7 @@ def build_ui(talk, mcp: bool = False):
             download = gr.HTML("", elem_id="export")
         pending = gr.Textbox(visible="hidden", elem_id="pending")  # what the page's script hands over
         alone = gr.Button("Ask on its own", visible="hidden", elem_id="alone")
+        remover = gr.Button("Remove a transcript", visible="hidden", elem_id="remover")
         with gr.Accordion("Only some interviews or speakers", open=False):
             titles = [t.title for t in engine.transcripts.values()]
             source = gr.Dropdown([ALL, *titles], value=ALL, label="Only this interview", elem_id="source",
@@ -374,12 +366,6 @@ def build_ui(talk, mcp: bool = False):
         label = "Transcripts: the list, and adding your own" if adding else "Transcripts"
         with gr.Accordion(label, open=False, elem_id="transcripts"):
             listing = gr.HTML(transcripts_html(engine), elem_id="loaded")
-            added = removable(engine)
-            with gr.Row(equal_height=True, visible=bool(added)) as removal:
-                chosen = gr.Dropdown(added, value=added[0][1] if added else None, scale=4,
-                                     label="A transcript added from this page",
-                                     elem_id="removable")  # fmt: skip
-                remove = gr.Button("Remove it", variant="stop", size="sm", scale=1, elem_id="remove")
             status = gr.Markdown("", elem_id="upload-status")
             upload = gr.File(label="Add transcripts: .txt, .md, .vtt or .srt, up to 5 MB each",
                              file_count="multiple", file_types=[".txt", ".md", ".vtt", ".srt"],
@@ -389,7 +375,7 @@ def build_ui(talk, mcp: bool = False):
         with gr.Accordion("About", open=False, elem_id="about"):
             gr.HTML(about(engine))
         inputs, outputs = [box, chat, source, speaker, answers], [box, chat, answers]
-        listed = [intro_html, listing, source, speaker, chosen, removal, *example_buttons]
+        listed = [intro_html, listing, source, speaker, *example_buttons]
         demo.load(talk.exports.new, None, [token], api_visibility="private", js=ON_LOAD)
         demo.load(page_now, None, listed, api_visibility="private")
 
@@ -416,9 +402,9 @@ def build_ui(talk, mcp: bool = False):
         upload.upload(talk.add, [upload], [status, upload], api_visibility="private").then(
             page_now, None, listed, api_visibility="private"
         )
-        remove.click(talk.remove, [chosen], [status], api_visibility="private").then(
-            page_now, None, listed, api_visibility="private"
-        )
+        remover.click(None, None, [pending], js=PENDING, api_visibility="private").then(
+            talk.remove, [pending], [status], api_visibility="private"
+        ).then(page_now, None, listed, api_visibility="private")
         fresh.click(lambda: ([], [], ""), None, [chat, answers, box], api_visibility="private").then(
             talk.export, [answers, token], [download], api_visibility="private"
         ).then(None, None, None, js=FOCUS_QUESTION)

@@ -119,13 +119,16 @@ def intro(engine) -> str:
 
 
 def transcripts_html(engine) -> str:
-    """The loaded transcripts as a list: title, speakers, sentences."""
+    """The loaded transcripts as a list: title, speakers, sentences; a remove button on each one
+    added from the page (the page's script hands its key to `Chat.remove`)."""
     items = []
     for t in loaded(engine):
         speakers = ", ".join(literal(s) for s in t["speakers"]) or "one speaker"
-        added = " (added from this page)" if t["added"] else ""
-        items.append(f"<li><strong>{literal(t['title'])}</strong>{added}: {speakers}; "
-                     f"{t['sentences']} sentences</li>")  # fmt: skip
+        title = literal(t["title"])
+        remove = (f' <button type="button" class="qa-remove">Remove<span class="qa-sr-only"> {title}</span>'
+                  f'</button><span class="qa-key" hidden>{literal(t["key"])}</span>')  # fmt: skip
+        added = f" (added from this page){remove}" if t["added"] else ""
+        items.append(f"<li><strong>{title}</strong>: {speakers}; {t['sentences']} sentences{added}</li>")
     return f'<ul class="qa-loaded">{"".join(items)}</ul>'
 
 

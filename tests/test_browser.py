@@ -627,7 +627,7 @@ def test_a_transcript_added_from_the_page_is_listed_answered_and_removed(app, se
     assert [p.suffix for p in kept] == [".txt"] and "reef-talk-" in kept[0].name  # our name, not theirs
 
     # Removed: gone from the list, the folder, the examples and the answers.
-    page.locator("#remove").click()
+    page.locator("#loaded button.qa-remove").click()
     expect(status).to_contain_text("Removed", timeout=60_000)
     expect(listed).not_to_contain_text("Reef Talk")
     expect(examples.filter(has_text="reefs")).to_have_count(0)

@@ -173,7 +173,8 @@ def test_an_added_transcript_is_listed_titled_by_its_name_and_can_be_removed(tmp
     [added] = [t for t in loaded(engine) if t["added"]]
     assert added["title"] == "rooftop bees podcast", "the name, not the hash it is stored under"
     assert sorted(added["speakers"]) == ["Ana", "Host"] and added["sentences"] == 2
-    assert "rooftop bees podcast</strong> (added from this page)" in transcripts_html(engine)
+    listing = transcripts_html(engine)
+    assert "rooftop bees podcast</strong>: " in listing and listing.count('class="qa-remove"') == 1
     assert talk.refresh_examples() != before, "the added transcript's question is an example"
     quoted = engine.ask("Why do rooftop bees find more flowers?", 3).quotes
     assert any(q.title == "rooftop bees podcast" for q in quoted)
