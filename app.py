@@ -146,9 +146,14 @@ SCRIPT = """<script>
     document.body.classList.add('qa-panel-open');
     const here = $('#qa-here', body);
     if (here) body.scrollTop = here.offsetTop - body.clientHeight / 3;
-    const top = p.getBoundingClientRect().top, quote = link.closest('.qa-cite') || link;
-    const below = quote.getBoundingClientRect().bottom - top + 8;
-    if (below > 0) window.scrollBy(0, below);
+    // The quote stays in view: above the panel on a phone, beside it (the chat got narrower) on
+    // a wide screen.
+    const cite = link.closest('.qa-cite') || link, quote = cite.previousElementSibling || cite;
+    const top = p.getBoundingClientRect().top, row = $('#ask-row');
+    const floor = top > 0 ? top : (row ? row.getBoundingClientRect().top : window.innerHeight);
+    const over = cite.getBoundingClientRect().bottom - floor + 8;
+    if (over > 0) window.scrollBy(0, over);
+    else if (quote.getBoundingClientRect().top < 0) window.scrollBy(0, quote.getBoundingClientRect().top - 8);
     p.focus({preventScroll: true});
     say('The quoted sentence is shown in its transcript. Press Escape to close.');
   }

@@ -470,6 +470,7 @@ def test_after_three_answers_the_newest_is_in_view_and_its_citation_opens_the_se
     assert here.inner_text().strip() == third.locator("blockquote.qa-best mark").first.inner_text().strip()
     assert in_view(here, whole=True), "the marked sentence is not in view in the panel"
     assert here.evaluate(COVERED) == []
+    assert in_view(link, whole=True) and link.evaluate(COVERED) == [], "the citation went out of view"
     if phone:
         assert panel.bounding_box()["y"] > 200, "on a phone the panel is below the chat"
     else:
