@@ -99,6 +99,9 @@ mark.qa-here { outline: 2px solid #b45309; }
 body.qa-panel-open .gradio-container { margin-right: min(36rem, 40vw) !important;
                                        max-width: calc(100vw - min(36rem, 40vw)) !important; }
 @media (max-width: 720px) {
+  /* On a phone the question box is always at the bottom of the screen, where thumbs are. */
+  #ask-row { position: fixed !important; left: 0; right: 0; bottom: 0; padding: 0.5em 1rem !important; }
+  .gradio-container { padding-bottom: 9rem !important; }
   #qa-panel { top: auto; left: 0; width: auto; height: 55vh; border-left: 0; border-top: 1px solid #94a3b8;
               box-shadow: 0 -4px 16px rgba(0, 0, 0, 0.25); }
   body.qa-panel-open .gradio-container { margin-right: 0 !important; max-width: none !important;

@@ -425,6 +425,9 @@ def test_the_question_box_is_in_view_focused_and_labelled_on_first_load(app_url,
     box = page.get_by_label("Your question")
     assert in_view(box, whole=True), "the question box is below the fold"
     assert in_view(page.locator("#examples button").first, whole=True), "no example on the first screen"
+    if page.viewport_size == PHONE:  # where thumbs are, from the first screen on
+        bottom = box.bounding_box()["y"] + box.bounding_box()["height"]
+        assert bottom >= PHONE["height"] - 60, "the question box is not at the bottom of the screen"
     expect(box).to_be_focused()
     assert page.locator("#intro").inner_text().count("\n") <= 2, "the intro is more than a line or two"
     assert "Model:" not in page.locator("#intro").inner_text()

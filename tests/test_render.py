@@ -83,6 +83,8 @@ def test_an_answer_says_whether_it_answers_is_unsure_or_refuses():
         plain = unescape(re.search(r'<span class="qa-plain" hidden>(.*?)</span>', html).group(1))
         assert words in plain and "talk.txt" not in plain and "<" not in plain
     assert answer_text(Answer("When?", False, [q], verdict="unsure")).startswith(f"When?\n{UNSURE}\n\n“We")
+    md = conversation_markdown([Answer("When?", False, [q], verdict="unsure")])
+    assert f"## When?\n\n{UNSURE}\n\n> We left" in md
 
 
 def test_a_joined_follow_up_offers_to_ask_it_on_its_own():
