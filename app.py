@@ -395,10 +395,9 @@ def build_ui(talk, mcp: bool = False):
         for trigger in (box.submit, send.click):
             name = "ask" if trigger == box.submit else False
             answered(trigger(talk.respond, inputs, outputs, api_name=name))
-        for button in example_buttons:
-            ask_it = lambda q, m, s, sp, a: talk.respond(q, m, s, sp, a)  # noqa: E731
-            rest = [button, chat, source, speaker, answers]
-            event = button.click(ask_it, rest, outputs, api_visibility="private")
+        for button in example_buttons:  # a button's value is its question
+            event = button.click(talk.respond, [button, chat, source, speaker, answers], outputs,
+                                 api_visibility="private")  # fmt: skip
             answered(event.then(None, None, None, js=FOCUS_QUESTION))
         ask_alone = lambda q, m, s, sp, a: talk.respond(q, m, s, sp, a, alone=True)  # noqa: E731
         answered(

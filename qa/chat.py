@@ -89,6 +89,15 @@ def examples(engine, per_transcript: int = MAX_EXAMPLES, cache: dict | None = No
     return list(dict.fromkeys(mixed))[:MAX_EXAMPLES]
 
 
+def added_from_page(engine, key: str) -> bool:
+    """Whether transcript `key` is a file of the uploads folder: only those can be removed from
+    the page (a data folder may hold a folder named "uploads" too)."""
+    state, folder = engine.state, engine.uploads
+    if folder is None or not key.startswith(UPLOADS_KEY) or key not in state.paths:
+        return False
+    return Path(os.path.abspath(state.paths[key])).is_relative_to(Path(os.path.abspath(folder)))
+
+
 def loaded(engine) -> list[dict]:
     """What is loaded, as the page lists it: title, speakers, sentences, and whether a visitor
     added it (only those can be removed from the page)."""
@@ -98,7 +107,7 @@ def loaded(engine) -> list[dict]:
             "title": t.title,
             "speakers": list(t.speakers),
             "sentences": len(t.passages),
-            "added": key.startswith(UPLOADS_KEY),
+            "added": added_from_page(engine, key),
         }  # fmt: skip
         for key, t in engine.transcripts.items()
     ]
@@ -323,12 +332,10 @@ class Chat:
     def remove(self, key: object) -> str:
         """Take a transcript added from the page out of the chat: its file goes, and the engine's
         own sync drops its rows from the index. Only files of the uploads folder can go."""
-        state, folder = self.engine.state, self.engine.uploads
-        if not isinstance(key, str) or not key.startswith(UPLOADS_KEY) or key not in state.transcripts:
+        state = self.engine.state
+        if not isinstance(key, str) or key not in state.transcripts or not added_from_page(self.engine, key):
             return "Nothing was removed: that transcript is not one added from this page."
         path, title = state.paths[key], state.transcripts[key].title
-        if folder is None or not Path(os.path.abspath(path)).is_relative_to(Path(os.path.abspath(folder))):
-            return "Nothing was removed: that transcript is not one added from this page."
         try:
             path.unlink(missing_ok=True)
             self.engine.refresh()

@@ -206,3 +206,18 @@ def test_the_source_panel_shows_only_loaded_sentences(tmp_path):
     assert html.startswith('<h2 id="qa-panel-title">') and 'id="qa-here"' in html
     assert talk.context(key, "x") is None and talk.context(key, start + 1) is None
     assert talk.context("../README.md", start) is None and talk.context("nope.txt", 0) is None
+
+
+def test_a_data_folder_named_uploads_is_not_removable_from_the_page(tmp_path):
+    from qa.chat import Chat, loaded
+    from qa.feedback import FeedbackLog
+
+    own = tmp_path / "data" / "uploads" / "own.txt"
+    own.parent.mkdir(parents=True)
+    own.write_text("Host: Why bees?\nAna: Bees find more flowers in cities.\n", encoding="utf-8")
+    engine = Engine(tmp_path / "data", tmp_path / "index", embedder=FakeEmbedder(), progress=False,
+                    log=lambda m: None, uploads=tmp_path / "index" / "uploads")  # fmt: skip
+    talk = Chat(engine, FeedbackLog(tmp_path / "feedback.jsonl"))
+    [entry] = loaded(engine)
+    assert entry["key"] == "uploads/own.txt" and not entry["added"]
+    assert "Nothing was removed" in talk.remove("uploads/own.txt") and own.exists()
