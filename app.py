@@ -41,44 +41,219 @@ def queue_max() -> int:
 
 
 CSS = """
+/* Gradio scopes this sheet and breaks a ".dark" selector list after its first selector: one
+   selector per ".dark" rule. */
+#chat .prose.chatbot.md { opacity: 1; }
 #intro h1 { margin: 0 0 0.2em; font-size: 1.5em; }
 #intro p { margin: 0; }
-.qa-answer { scroll-margin-top: 3.5em; }
+/* One scroll: the conversation grows in the page, and the question box stays at the bottom of
+   the screen, where thumbs are. */
+#chat { height: auto !important; max-height: none !important; }
+#chat .bubble-wrap { overflow: visible !important; height: auto !important; max-height: none !important; }
+#chat .scroll-down-button-container { display: none !important; }
+#chat [data-testid="user"] { scroll-margin-top: 0.75em; }
+#ask-row { position: sticky; bottom: 0; z-index: 20; background: var(--body-background-fill);
+           padding: 0.5em 0; margin: 0; box-shadow: 0 -8px 10px -10px rgba(0, 0, 0, 0.5); }
+.message-row:has(.qa-note) + .message-buttons { display: none !important; }
 .qa-quote { border-left: 4px solid #1d4ed8; margin: 0.25em 0; padding: 0.4em 0.8em;
             background: rgba(37, 99, 235, 0.06); font-size: 1.02em; }
 .qa-quote:not(.qa-best) { border-left-color: #64748b; font-size: 0.97em; }
-.qa-quote mark { background: #fde68a; color: #111827; padding: 0 0.1em; }
+.qa-quote mark, .qa-context mark { background: #fde68a; color: #111827; padding: 0 0.1em; }
+.qa-quote.qa-maybe { border-left: 4px dashed #64748b; background: transparent; }
+.qa-quote.qa-maybe mark { background: transparent; color: inherit; text-decoration: underline dotted 2px; }
+.qa-unsure-head { border: 2px dashed #64748b; border-radius: 6px; padding: 0.3em 0.6em;
+                  margin-bottom: 0.4em; }
+.qa-unsure-head::before { content: "? "; font-weight: 700; }
 .qa-cite { font-size: 0.92em; margin-bottom: 0.2em; }
-.qa-asked, .qa-searched { font-size: 0.9em; color: #374151; margin-bottom: 0.6em; }
+.qa-cite a.qa-open { color: inherit; text-decoration: underline; text-underline-offset: 2px; }
+.qa-cite a.qa-open:hover { text-decoration-thickness: 2px; }
+.qa-asked, .qa-searched { font-size: 0.9em; color: #374151 !important; margin-bottom: 0.6em; }
 .qa-searched { font-style: italic; }
 .qa-answer details > summary { cursor: pointer; font-size: 0.92em; font-weight: 600; color: #1e3a8a;
                                margin: 0.4em 0; }
 .qa-refusal, .qa-note { padding: 0.3em 0; }
+.qa-tools { margin-top: 0.4em; }
+.qa-copy, .qa-alone, .qa-remove, .qa-panel-bar button { font: inherit; font-size: 0.88em; font-style: normal;
+    padding: 0.15em 0.6em; border: 1px solid currentColor; border-radius: 6px; background: transparent;
+    color: inherit; cursor: pointer; }
 .dark .qa-quote { border-left-color: #93c5fd; background: rgba(147, 197, 253, 0.1); }
 .dark .qa-quote:not(.qa-best) { border-left-color: #94a3b8; }
+.dark .qa-quote.qa-maybe { background: transparent; }
 .dark .qa-quote mark { background: #854d0e; color: #ffffff; }
-.dark .qa-asked, .dark .qa-searched { color: #d1d5db; }
+.dark .qa-context mark { background: #854d0e; color: #ffffff; }
+.dark .qa-quote.qa-maybe mark { background: transparent; color: inherit; }
+.dark .qa-asked { color: #d1d5db !important; }
+.dark .qa-searched { color: #d1d5db !important; }
 .dark .qa-answer details > summary { color: #bfdbfe; }
-#question textarea:focus-visible, #chat [tabindex]:focus-visible, .qa-download:focus-visible,
-button:focus-visible, summary:focus-visible { outline: 3px solid #2563eb; outline-offset: 2px; }
+#question textarea:focus-visible, .qa-download:focus-visible, #qa-panel:focus-visible,
+button:focus-visible, summary:focus-visible, a:focus-visible { outline: 3px solid #2563eb;
+                                                                outline-offset: 2px; }
 .qa-download { display: inline-block; padding: 0.35em 0.8em; border: 1px solid currentColor;
                border-radius: 6px; text-decoration: none; font-size: 0.9em; }
 .qa-example { white-space: normal !important; text-align: left !important; }
-#copy textarea { opacity: 1 !important; color: inherit !important; -webkit-text-fill-color: currentColor; }
+#upload-status:empty { display: none; }
+.qa-loaded { margin: 0 0 0.5em; padding-left: 1.2em; }
 """
 
-# After an answer: show the newest message from its top (the chat would otherwise sit at its
-# bottom), and let the keyboard scroll the chat.
+PANEL_CSS = """
+/* The source panel: beside the chat on a wide screen, below it on a phone. */
+#qa-panel { position: fixed; z-index: 50; top: 0; right: 0; bottom: 0; width: min(36rem, 40vw);
+            display: flex; flex-direction: column; background: var(--body-background-fill, #fff);
+            color: var(--body-text-color, #111827); border-left: 1px solid #94a3b8;
+            box-shadow: -4px 0 16px rgba(0, 0, 0, 0.15); }
+#qa-panel[hidden] { display: none; }
+.qa-panel-bar { display: flex; align-items: center; justify-content: space-between; gap: 0.5em;
+                padding: 0.5em 1em; border-bottom: 1px solid #94a3b8; font-weight: 600; }
+#qa-panel-body { overflow-y: auto; padding: 0 1em 1em; line-height: 1.55; flex: 1; }
+#qa-panel-body h2 { font-size: 1.1em; margin: 0.6em 0; }
+#qa-panel-body h3 { font-size: 1em; margin: 1em 0 0.3em; }
+#qa-panel-body .qa-turn.question { opacity: 0.9; }
+#qa-panel-body a { color: inherit; }
+mark.qa-here { outline: 2px solid #b45309; }
+.qa-sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0);
+              white-space: nowrap; }
+body.qa-panel-open .gradio-container { margin-right: min(36rem, 40vw) !important;
+                                       max-width: calc(100vw - min(36rem, 40vw)) !important; }
+@media (max-width: 720px) {
+  /* On a phone the question box is always at the bottom of the screen, where thumbs are. */
+  #ask-row { position: fixed !important; left: 0; right: 0; bottom: 0; padding: 0.5em 1rem !important; }
+  .gradio-container { padding-bottom: 9rem !important; }
+  #qa-panel { top: auto; left: 0; width: auto; height: 55vh; border-left: 0; border-top: 1px solid #94a3b8;
+              box-shadow: 0 -4px 16px rgba(0, 0, 0, 0.25); }
+  body.qa-panel-open .gradio-container { margin-right: 0 !important; max-width: none !important;
+                                         padding-bottom: 55vh; }
+}
+"""
+
+# The page's behaviour that Gradio has no words for: the source panel, the copy and "ask it on
+# its own" buttons inside answers, plain-text labels for answers, the scroll after an answer.
+SCRIPT = """<script>
+(() => {
+  const $ = (s, root = document) => root.querySelector(s);
+  let opener = null, scrolled = 0;
+  function say(text) {
+    let live = $('#qa-live');
+    if (!live) {
+      live = document.createElement('div');
+      live.id = 'qa-live'; live.className = 'qa-sr-only'; live.setAttribute('aria-live', 'polite');
+      document.body.appendChild(live);
+    }
+    if (live) { live.textContent = ''; setTimeout(() => { live.textContent = text; }, 50); }
+  }
+  function panel() {
+    let p = $('#qa-panel');
+    if (p) return p;
+    p = document.createElement('aside');
+    p.id = 'qa-panel'; p.hidden = true; p.tabIndex = -1;
+    p.setAttribute('aria-labelledby', 'qa-panel-title');
+    p.innerHTML = '<div class="qa-panel-bar"><span>In the transcript</span>' +
+      '<button type="button" id="qa-panel-close">Close (Esc)</button></div><div id="qa-panel-body"></div>';
+    document.body.appendChild(p);
+    $('#qa-panel-close').addEventListener('click', close);
+    return p;
+  }
+  async function open(link) {
+    const url = new URL(link.href, location.href);
+    const key = url.pathname.replace(/^\\/transcript\\//, '');
+    const at = url.hash.replace(/^#p-/, '');
+    const response = await fetch('/context/' + key + '?at=' + encodeURIComponent(at));
+    if (!response.ok) { window.open(link.href, '_blank', 'noopener'); return; }
+    const p = panel(), body = $('#qa-panel-body');
+    if (p.hidden) { opener = link; scrolled = window.scrollY; }
+    body.innerHTML = await response.text();
+    p.hidden = false;
+    document.body.classList.add('qa-panel-open');
+    const here = $('#qa-here', body);
+    if (here) body.scrollTop = here.offsetTop - body.clientHeight / 3;
+    // The quote stays in view: above the panel on a phone, beside it (the chat got narrower) on
+    // a wide screen.
+    const cite = link.closest('.qa-cite') || link, quote = cite.previousElementSibling || cite;
+    const top = p.getBoundingClientRect().top, row = $('#ask-row');
+    const floor = top > 0 ? top : (row ? row.getBoundingClientRect().top : window.innerHeight);
+    const over = cite.getBoundingClientRect().bottom - floor + 8;
+    if (over > 0) window.scrollBy(0, over);
+    else if (quote.getBoundingClientRect().top < 0) window.scrollBy(0, quote.getBoundingClientRect().top - 8);
+    p.focus({preventScroll: true});
+    say('The quoted sentence is shown in its transcript. Press Escape to close.');
+  }
+  function close() {
+    const p = $('#qa-panel');
+    if (!p || p.hidden) return;
+    p.hidden = true;
+    document.body.classList.remove('qa-panel-open');
+    window.scrollTo(0, scrolled);
+    if (opener && opener.isConnected) opener.focus({preventScroll: true});
+  }
+  async function copy(button) {
+    const text = $('.qa-plain', button.parentElement).textContent;
+    try { await navigator.clipboard.writeText(text); }
+    catch (e) {
+      const area = document.createElement('textarea');
+      area.value = text; document.body.appendChild(area); area.select();
+      document.execCommand('copy'); area.remove();
+    }
+    button.textContent = 'Copied';
+    say('The answer is copied as text.');
+    setTimeout(() => { button.textContent = 'Copy this answer'; }, 2000);
+  }
+  document.addEventListener('click', (e) => {
+    const link = e.target.closest('a.qa-open');
+    if (link && !(e.ctrlKey || e.metaKey || e.shiftKey || e.altKey || e.button)) {
+      e.preventDefault(); e.stopPropagation(); open(link); return;
+    }
+    const button = e.target.closest('button.qa-copy, button.qa-alone, button.qa-remove');
+    if (!button) return;
+    e.stopPropagation();
+    if (button.classList.contains('qa-copy')) { copy(button); return; }
+    const alone = button.classList.contains('qa-alone');
+    window.qaPending = $(alone ? '.qa-q' : '.qa-key', button.parentElement).textContent;
+    $(alone ? '#alone button, button#alone' : '#remover button, button#remover').click();
+  }, true);
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && $('#qa-panel') && !$('#qa-panel').hidden) { e.preventDefault(); close(); }
+  });
+  // Gradio labels each answer with its raw HTML: a screen reader would read the tags. And the
+  // upload status, drawn when its fold first opens, is announced when it changes.
+  function label() {
+    const status = $('#upload-status');
+    if (status && !status.hasAttribute('aria-live')) {
+      status.setAttribute('role', 'status'); status.setAttribute('aria-live', 'polite');
+    }
+    document.querySelectorAll('#chat [data-testid="bot"]').forEach((m) => {
+      const text = 'Answer: ' + m.innerText.replace(/\\s+/g, ' ').trim().slice(0, 160);
+      if (m.getAttribute('aria-label') !== text) m.setAttribute('aria-label', text);
+    });
+  }
+  new MutationObserver(label).observe(document.documentElement,
+    {subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label']});
+})();
+</script>"""
+# Outside Gradio's own sheet, which scopes every rule to its container.
+HEAD = f"<style>{PANEL_CSS}</style>{SCRIPT}"
+
+# After an answer: the newest question at the top of the screen, with its best quote and the
+# citation below it, above the question box.
 SHOW_NEWEST = """() => { setTimeout(() => {
-    const all = document.querySelectorAll('#chat .qa-answer, #chat .qa-note');
-    if (all.length) all[all.length - 1].scrollIntoView({block: 'start'});
+    const asked = document.querySelectorAll('#chat [data-testid="user"]');
+    if (!asked.length) return;
+    asked[asked.length - 1].scrollIntoView({block: 'start'});
+    const cites = document.querySelectorAll('#chat .qa-answer, #chat .qa-note');
+    const last = cites[cites.length - 1], row = document.querySelector('#ask-row');
+    const cite = last && (last.querySelector('.qa-cite') || last);
+    if (cite && row) {
+        const over = cite.getBoundingClientRect().bottom - row.getBoundingClientRect().top + 8;
+        const room = asked[asked.length - 1].getBoundingClientRect().top - 4;
+        if (over > 0) window.scrollBy(0, Math.min(over, room));
+    }
 }, 80); }"""
 ON_LOAD = """() => {
-    const box = document.querySelector('#chat [role="log"]') || document.querySelector('#chat .bubble-wrap');
-    if (box) { box.setAttribute('tabindex', '0'); box.setAttribute('aria-label', 'Conversation'); }
+    const log = document.querySelector('#chat [role="log"]');
+    if (log) log.setAttribute('aria-label', 'Conversation');
     const q = document.querySelector('#question textarea');
     if (q) q.focus();
 }"""
+FOCUS_QUESTION = "() => document.querySelector('#question textarea')?.focus()"
+PENDING = "() => window.qaPending || ''"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -95,7 +270,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="where likes and dislikes are appended (default: INDEX_DIR/feedback.jsonl)",
     )
     p.add_argument("--uploads", type=Path, default=None,
-                   help="where transcripts added from the page go (default: INDEX_DIR/uploads)")  # fmt: skip
+                   help="where transcripts added from the page go (default: INDEX_DIR/uploads on a "
+                        "loopback host; on any other host adding is off unless this is given)")  # fmt: skip
     p.add_argument("--mcp", action="store_true", help="also serve the ask function as an MCP tool")
     p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                    help="a host name the app may be reached by, besides localhost and IP "
@@ -147,7 +323,7 @@ def build_ui(talk, mcp: bool = False):
     """The page: only wiring; what each event does is `qa.chat.Chat`'s."""
     import gradio as gr
 
-    from qa.chat import ALL, FEEDBACK_NOT_KEPT, about, intro
+    from qa.chat import ALL, FEEDBACK_NOT_KEPT, MAX_EXAMPLES, about, intro, transcripts_html
     from qa.engine import QuestionError, question_error
 
     engine = talk.engine
@@ -156,71 +332,106 @@ def build_ui(talk, mcp: bool = False):
         if talk.judge(data.liked, data.index, messages, answers):
             gr.Warning(FEEDBACK_NOT_KEPT)
 
+    def example_buttons_now() -> list:
+        shown = talk.examples
+        return [gr.Button(q, visible=bool(q)) for q in (shown + [""] * MAX_EXAMPLES)[:MAX_EXAMPLES]]
+
+    def page_now() -> tuple:
+        """Everything on the page that lists the transcripts, as they are now (a visitor may
+        have added or removed one since the page was drawn)."""
+        talk.refresh_examples()
+        return (intro(engine), transcripts_html(engine), *choices(engine), *example_buttons_now())
+
     with gr.Blocks(title="Ask the interview", analytics_enabled=False) as demo:
-        gr.HTML(intro(engine), elem_id="intro")
+        intro_html = gr.HTML(intro(engine), elem_id="intro")
         chat = gr.Chatbot(
             label="Conversation",
-            height="52vh",
-            min_height=240,
+            show_label=False,
+            height="auto",
+            min_height=72,
             autoscroll=False,
             sanitize_html=True,
             render_markdown=True,
             latex_delimiters=[],
             buttons=[],
             feedback_options=("Like", "Dislike"),
+            placeholder="Your questions and their answers appear here.",
             elem_id="chat",
         )
         answers = gr.State([])  # the conversation: one Answer (or None) per turn
         token = gr.State("")  # names this conversation's export; set when the page loads
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=True, elem_id="ask-row"):
             box = gr.Textbox(label="Your question", placeholder="Ask about the interview", autofocus=True,
                              max_lines=4, scale=8, elem_id="question")  # fmt: skip
             send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="ask")
         with gr.Row(elem_id="examples"):
-            example_buttons = [gr.Button(q, size="sm", elem_classes=["qa-example"]) for q in talk.examples]
+            shown = talk.examples
+            example_buttons = [
+                gr.Button(
+                    shown[i] if i < len(shown) else "",
+                    size="sm",
+                    elem_classes=["qa-example"],
+                    visible=i < len(shown),
+                )  # fmt: skip
+                for i in range(MAX_EXAMPLES)
+            ]
         with gr.Row(equal_height=True):
             fresh = gr.Button("New conversation", size="sm", elem_id="new", scale=0, min_width=160)
             download = gr.HTML("", elem_id="export")
-        copy = gr.Textbox(label="The latest answer as text (quotes with their citations)", lines=3,
-                          max_lines=8, interactive=False, buttons=["copy"], elem_id="copy")  # fmt: skip
+        pending = gr.Textbox(visible="hidden", elem_id="pending")  # what the page's script hands over
+        alone = gr.Button("Ask on its own", visible="hidden", elem_id="alone")
+        remover = gr.Button("Remove a transcript", visible="hidden", elem_id="remover")
         with gr.Accordion("Only some interviews or speakers", open=False):
             titles = [t.title for t in engine.transcripts.values()]
             source = gr.Dropdown([ALL, *titles], value=ALL, label="Only this interview", elem_id="source",
                                  visible=len(titles) > 1)  # fmt: skip
             speaker = gr.Dropdown([ALL, *engine.speakers], value=ALL, label="Only this speaker",
                                   elem_id="speaker")  # fmt: skip
-        with gr.Accordion(
-            "Add your own transcripts", open=False, elem_id="add", visible=bool(engine.uploads)
-        ):
-            upload = gr.File(label="Transcripts: .txt, .md, .vtt or .srt, up to 5 MB each",
-                             file_count="multiple", file_types=[".txt", ".md", ".vtt", ".srt"],
-                             elem_id="upload")  # fmt: skip
+        adding = bool(engine.uploads)
+        label = "Transcripts: the list, and adding your own" if adding else "Transcripts"
+        with gr.Accordion(label, open=False, elem_id="transcripts"):
+            listing = gr.HTML(transcripts_html(engine), elem_id="loaded")
             status = gr.Markdown("", elem_id="upload-status")
+            upload = gr.File(label="Add transcripts: .txt, .md, .vtt or .srt, up to 5 MB each",
+                             file_count="multiple", file_types=[".txt", ".md", ".vtt", ".srt"],
+                             elem_id="upload", visible=adding)  # fmt: skip
+            gr.Markdown("Transcripts added here are searched and quoted for everyone who can open this "
+                        "page, and anyone can remove them.", visible=adding)  # fmt: skip
         with gr.Accordion("About", open=False, elem_id="about"):
             gr.HTML(about(engine))
         inputs, outputs = [box, chat, source, speaker, answers], [box, chat, answers]
+        listed = [intro_html, listing, source, speaker, *example_buttons]
         demo.load(talk.exports.new, None, [token], api_visibility="private", js=ON_LOAD)
-        demo.load(lambda: choices(engine), None, [source, speaker], api_visibility="private")
+        demo.load(page_now, None, listed, api_visibility="private")
 
         def answered(event) -> None:
-            event.then(talk.export, [answers, token], [copy, download], api_visibility="private").then(
+            event.then(talk.export, [answers, token], [download], api_visibility="private").then(
                 None, None, None, js=SHOW_NEWEST
             )
 
         for trigger in (box.submit, send.click):
             name = "ask" if trigger == box.submit else False
             answered(trigger(talk.respond, inputs, outputs, api_name=name))
-        for button, question in zip(example_buttons, talk.examples, strict=True):
-            ask_it = lambda m, s, sp, a, q=question: talk.respond(q, m, s, sp, a)  # noqa: E731
-            rest = [chat, source, speaker, answers]
-            answered(button.click(ask_it, rest, outputs, api_visibility="private"))
+        for button in example_buttons:  # a button's value is its question
+            event = button.click(talk.respond, [button, chat, source, speaker, answers], outputs,
+                                 api_visibility="private")  # fmt: skip
+            answered(event.then(None, None, None, js=FOCUS_QUESTION))
+        ask_alone = lambda q, m, s, sp, a: talk.respond(q, m, s, sp, a, alone=True)  # noqa: E731
+        answered(
+            alone.click(None, None, [pending], js=PENDING, api_visibility="private").then(
+                ask_alone, [pending, chat, source, speaker, answers], outputs, api_visibility="private"
+            )
+        )
         chat.like(like, [chat, answers], None, api_visibility="private")
         upload.upload(talk.add, [upload], [status, upload], api_visibility="private").then(
-            lambda: choices(engine), None, [source, speaker], api_visibility="private"
+            page_now, None, listed, api_visibility="private"
         )
+        remover.click(None, None, [pending], js=PENDING, api_visibility="private").then(
+            talk.remove, [pending], [status], api_visibility="private"
+        ).then(page_now, None, listed, api_visibility="private")
         fresh.click(lambda: ([], [], ""), None, [chat, answers, box], api_visibility="private").then(
-            talk.export, [answers, token], [copy, download], api_visibility="private"
-        ).then(None, None, None, js="() => document.querySelector('#question textarea')?.focus()")
+            talk.export, [answers, token], [download], api_visibility="private"
+        ).then(None, None, None, js=FOCUS_QUESTION)
         if mcp:
 
             def ask_interview(question: str, k: int = 3, history: list[str] | None = None) -> dict:
@@ -421,6 +632,7 @@ def build_app(
 
     api = FastAPI(title="Ask the interview", docs_url=None, redoc_url=None, openapi_url=None)
     exports = Exports()
+    talk = Chat(engine, FeedbackLog(feedback), exports)
 
     @api.exception_handler(HTTPException)
     async def refused(_request: Request, exc: HTTPException) -> JSONResponse:
@@ -446,6 +658,13 @@ def build_app(
         if key not in transcripts:
             return HTMLResponse("<!doctype html><p>No such transcript.</p>", status_code=404)
         return HTMLResponse(transcript_page(transcripts[key]))
+
+    @api.api_route("/context/{key:path}", methods=["GET", "HEAD"])
+    def context(key: str, at: str = "") -> HTMLResponse:
+        html = talk.context(key, at)
+        if html is None:
+            return HTMLResponse("<p>No such sentence in the transcripts loaded now.</p>", status_code=404)
+        return HTMLResponse(html)
 
     @api.api_route("/conversation/{token}.md", methods=["GET", "HEAD"])
     def conversation(token: str) -> Response:
@@ -482,12 +701,12 @@ def build_app(
         return JSONResponse({"error": "use GET /api/ask?q=your+question"}, 405, headers=allow)
 
     api.router.on_shutdown.append(engine.stopping)
-    demo = build_ui(Chat(engine, FeedbackLog(feedback), exports), mcp)
+    demo = build_ui(talk, mcp)
     demo.queue(max_size=queue_max(), default_concurrency_limit=2)
     kept = [str(Path(p).resolve()) for p in (engine.data, engine.uploads, feedback) if p is not None]
     app = gr.mount_gradio_app(
-        api, demo, path="/", ssr_mode=False, theme=theme(), css=CSS, footer_links=[], mcp_server=mcp,
-        max_file_size=MAX_UPLOAD, allowed_paths=[], blocked_paths=kept,
+        api, demo, path="/", ssr_mode=False, theme=theme(), css=CSS, head=HEAD, footer_links=[],
+        mcp_server=mcp, max_file_size=MAX_UPLOAD, allowed_paths=[], blocked_paths=kept,
     )  # fmt: skip
     # Gradio checks that a file named by an event was uploaded (is in its upload folder) only in
     # an app started by launch(); mounted, it skips the check unless told the app has launched.
@@ -559,6 +778,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def uploads_folder(given: Path | None, host: str, index_dir: Path) -> Path | None:
+    """Where transcripts added from the page go, or None: adding is off. What one visitor adds,
+    every visitor sees, so it is on by default only for this machine's own visitors."""
+    from qa.uploads import default_folder
+
+    return given or (default_folder(index_dir) if is_loopback(host) else None)
+
+
 def main(argv: list[str] | None = None) -> int:
     from embeddings.model import ModelError, offline
 
@@ -568,7 +795,6 @@ def main(argv: list[str] | None = None) -> int:
     from qa.cli import backend_from
     from qa.engine import Engine
     from qa.transcript import TranscriptError
-    from qa.uploads import default_folder
 
     auth = None
     if args.auth:
@@ -584,7 +810,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(args.index_dir).resolve() / "incoming"))
     sweep_incoming(Path(os.environ["GRADIO_TEMP_DIR"]), 0)  # left by an earlier run: no event will come
     try:
-        uploads = args.uploads or default_folder(args.index_dir)
+        uploads = uploads_folder(args.uploads, args.host, args.index_dir)
         engine = Engine(args.data, args.index_dir, args.model, uploads=uploads, backend=backend_from(args),
                         defer_uploads=True)  # fmt: skip
     except (TranscriptError, ModelError, OSError, ValueError) as e:

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from qa.retrieve import Hit
 from qa.transcript import Passage
 
+VERDICTS = ("answer", "unsure", "not in the interview")
+
 
 @dataclass(frozen=True)
 class Quote:
@@ -37,6 +39,7 @@ class Answer:
     closest: Quote | None = None  # when refused: the nearest passage, low confidence
     model: str = ""
     searched: str = ""  # the question as searched: with the one it follows, for a follow-up
+    verdict: str = ""  # one of VERDICTS; "unsure" keeps its closest passages in `quotes`
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,6 +88,8 @@ def build(
         used.update(h.rows())
         quotes.append(_quote(h, passages, texts, titles))
     if answered:
-        return Answer(question, True, quotes, round(confidence, 4), None, model, searched or question)
+        return Answer(question, True, quotes, round(confidence, 4), None, model, searched or question,
+                      VERDICTS[0])  # fmt: skip
     closest = quotes[0] if quotes else None
-    return Answer(question, False, [], round(confidence, 4), closest, model, searched or question)
+    return Answer(question, False, [], round(confidence, 4), closest, model, searched or question,
+                  VERDICTS[2])  # fmt: skip

@@ -7,6 +7,7 @@ error, a greeting); the follow-up context is taken from it, never from the page'
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import sys
@@ -17,79 +18,142 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
-from qa.conversation import small_talk
+from qa.conversation import is_follow_up, small_talk
 from qa.engine import UPLOADS_KEY, Engine, QuestionError
 from qa.feedback import FeedbackLog, record, verdict
-from qa.render import answer_html, answer_text, context_html, literal
+from qa.render import answer_html, context_html, literal
 
 ALL = "All"  # the filter value that filters nothing
 POINTING_BACK = {"this", "these", "those", "it", "they", "them", "he", "she", "him", "her"}
+# Nouns that carry no content of their own ("shell nouns"): "the process" means something only
+# after its content was said, unless the question says it right after ("the process of joining").
+SHELL_NOUNS = ("process|issue|matter|situation|question|problem|case|point|topic|idea|plan|step|"
+               "decision|development|change|thing|subject|fact|approach|proposal|effort|initiative|"
+               "agreement|deal|same|latter|former")  # fmt: skip
+_SHELL = re.compile(
+    rf"\b(?:the|this|that|these|those|such)\s+(?:[a-z-]+\s+)?(?:{SHELL_NOUNS})s?\b"
+    r"(?!\s+(?:of|in|between|among|that|to|for|on|about|with|at|from|by)\b)"
+)
 MAX_EXAMPLE_CHARS = 200  # an example question is shown whole, on a button that wraps
+MAX_EXAMPLES = 6  # buttons on the page
+EXAMPLE_TRIES = 30  # questions of one transcript tried as examples, at most
 MAX_SHOWN_QUESTION = 300  # of a question that could not be asked, what the chat repeats
 MAX_FILES = 20  # files read from one upload event
 FEEDBACK_NOT_KEPT = ("Your verdict was not kept: the feedback file is full or cannot be written. "
                      "Tell whoever runs this app.")  # fmt: skip
 
 
-def examples(engine, per_transcript: int = 6) -> list[str]:
+def stands_alone(question: str) -> bool:
+    """Whether a question means something to a visitor who has read nothing before it: it is not
+    a follow-up, points back with no pronoun, and leaves no "the process" to be guessed."""
+    words = set(re.findall(r"[a-z']+", question.lower()))
+    return not (words & POINTING_BACK or is_follow_up(question) or _SHELL.search(question.lower()))
+
+
+def transcript_examples(engine, key: str, per_transcript: int = MAX_EXAMPLES) -> list[str]:
     """Questions that show what a good answer looks like: the interviewers' own questions that
-    stand alone (no "this" or "it" pointing back) and are short enough to show whole, kept only
-    when the interview answers them with someone's reply, not with the question said back."""
-    out = []
-    for key, t in engine.transcripts.items():
-        if key.startswith(UPLOADS_KEY):  # a visitor's text never becomes a button on everyone's page
+    stand alone and are short enough to show whole, kept only when the interview answers them
+    with someone's reply, not with the question said back."""
+    t = engine.transcripts.get(key)
+    if t is None:
+        return []
+    found, tried = [], 0
+    for p in t.passages:
+        if p.role != "question" or not p.text.endswith("?") or not stands_alone(p.text):
             continue
-        found = []
-        for p in t.passages:
-            words = set(re.findall(r"[a-z']+", p.text.lower()))
-            if p.role != "question" or not p.text.endswith("?") or words & POINTING_BACK:
-                continue
-            if not 15 <= len(p.text) <= MAX_EXAMPLE_CHARS or p.text in found:
-                continue
-            try:
-                answer = engine.ask(p.text, 1, source=t.source)
-            except Exception:  # noqa: BLE001 - an example is a nicety: never stop the app for one
-                continue
-            best = answer.quotes[0] if answer.answered else None
-            if best and best.role != "question" and p.text not in best.text:
-                found.append(p.text)
-            if len(found) >= per_transcript:
-                break
-        out += found
-    return out
+        if "<" in p.text or ">" in p.text:  # markup a visitor sent is no example for everyone's page
+            continue
+        if not 15 <= len(p.text) <= MAX_EXAMPLE_CHARS or p.text in found:
+            continue
+        tried += 1
+        if tried > EXAMPLE_TRIES:
+            break
+        try:
+            answer = engine.ask(p.text, 1, source=t.source)
+        except Exception:  # noqa: BLE001 - an example is a nicety: never stop the app for one
+            continue
+        best = answer.quotes[0] if answer.answered else None
+        if best and best.role != "question" and p.text not in best.text:
+            found.append(p.text)
+        if len(found) >= per_transcript:
+            break
+    return found
+
+
+def examples(engine, per_transcript: int = MAX_EXAMPLES, cache: dict | None = None) -> list[str]:
+    """Every transcript's examples, taken in turn so that each has some, at most MAX_EXAMPLES.
+    `cache` keeps each transcript's by its text, so a file added costs only its own."""
+    cache = {} if cache is None else cache
+    lists = []
+    for key, t in engine.transcripts.items():
+        mark = (key, hash(t.text))
+        if mark not in cache:
+            cache[mark] = transcript_examples(engine, key, per_transcript)
+        lists.append(cache[mark])
+    mixed = [q for row in itertools.zip_longest(*lists) for q in row if q is not None]
+    return list(dict.fromkeys(mixed))[:MAX_EXAMPLES]
+
+
+def added_from_page(engine, key: str) -> bool:
+    """Whether transcript `key` is a file of the uploads folder: only those can be removed from
+    the page (a data folder may hold a folder named "uploads" too)."""
+    state, folder = engine.state, engine.uploads
+    if folder is None or not key.startswith(UPLOADS_KEY) or key not in state.paths:
+        return False
+    return Path(os.path.abspath(state.paths[key])).is_relative_to(Path(os.path.abspath(folder)))
+
+
+def loaded(engine) -> list[dict]:
+    """What is loaded, as the page lists it: title, speakers, sentences, and whether a visitor
+    added it (only those can be removed from the page)."""
+    return [
+        {
+            "key": key,
+            "title": t.title,
+            "speakers": list(t.speakers),
+            "sentences": len(t.passages),
+            "added": added_from_page(engine, key),
+        }  # fmt: skip
+        for key, t in engine.transcripts.items()
+    ]
 
 
 def intro(engine) -> str:
     """One line on what this is and who speaks; the rest goes in About."""
-    from qa.render import literal
-
     transcripts = list(engine.transcripts.values())
     if len(transcripts) == 1:
         t = transcripts[0]
         what = f"<strong>{literal(t.title)}</strong> ({', '.join(literal(s) for s in t.speakers)})"
     else:
-        what = f"{len(transcripts)} transcripts (listed under About)"
+        what = f"{len(transcripts)} transcripts (listed under \u201cTranscripts\u201d below)"
     return (
         "<h1>Ask the interview</h1><p>Ask in your own words: the answer is the speakers' own words, "
         f"quoted verbatim, never generated. Loaded: {what}.</p>"
     )
 
 
-def about(engine) -> str:
-    from qa.render import literal
-
+def transcripts_html(engine) -> str:
+    """The loaded transcripts as a list: title, speakers, sentences; a remove button on each one
+    added from the page (the page's script hands its key to `Chat.remove`)."""
     items = []
-    for t in engine.transcripts.values():
-        speakers = ", ".join(literal(s) for s in t.speakers)
-        sections = len({p.section for p in t.passages if p.section})
-        items.append(f"<li><strong>{literal(t.title)}</strong> ({literal(t.source)}): {speakers}; "
-                     f"{sections} sections, {len(t.passages)} sentences</li>")  # fmt: skip
+    for t in loaded(engine):
+        speakers = ", ".join(literal(s) for s in t["speakers"]) or "one speaker"
+        title = literal(t["title"])
+        remove = (f' <button type="button" class="qa-remove">Remove<span class="qa-sr-only"> {title}</span>'
+                  f'</button><span class="qa-key" hidden>{literal(t["key"])}</span>')  # fmt: skip
+        added = f" (added from this page){remove}" if t["added"] else ""
+        items.append(f"<li><strong>{title}</strong>: {speakers}; {t['sentences']} sentences{added}</li>")
+    return f'<ul class="qa-loaded">{"".join(items)}</ul>'
+
+
+def about(engine) -> str:
     return (
         "<p>Every answer is made of the transcripts' own sentences, quoted verbatim with who said "
         "them, in which section and in reply to which question; the sentence that answers is "
-        "highlighted. When the transcripts do not address a question, the chat says so and quotes "
-        "nothing as an answer. A short follow-up (\u201cWhen?\u201d) is searched together with the "
-        f"question before it.</p><ul>{''.join(items)}</ul>"
+        "highlighted. Click a citation to see the sentence in its transcript. When the transcripts "
+        "may not answer a question, the chat says it is not sure; when they do not address it, it "
+        "says so and quotes nothing as an answer. A short follow-up (\u201cWhen?\u201d) is searched "
+        "together with the question before it.</p>"
         f"<p>Model: {literal(engine.model_name)}, running on this machine; nothing leaves it.</p>"
     )
 
@@ -151,15 +215,31 @@ class Chat:
 
     def __init__(self, engine: Engine, feedback: FeedbackLog, exports: Exports | None = None) -> None:
         self.engine, self.feedback, self.exports = engine, feedback, exports or Exports()
-        self.examples = examples(engine)
+        self._examples: dict = {}
+        self.examples = examples(engine, cache=self._examples)
 
-    def context(self, quote) -> str:
+    def refresh_examples(self) -> list[str]:
+        """The examples for the transcripts loaded now: files may have been added or removed."""
+        self.examples = examples(self.engine, cache=self._examples)
+        return self.examples
+
+    def link(self, quote) -> str:
+        """The page of the quote's transcript, or "" when the file changed since the answer."""
         state = self.engine.state
         key = state.keys.get(quote.source)
         if key is None or state.transcripts[key].text[quote.start : quote.end] != quote.text:
-            return ""  # the file changed between the answer and this: no context to show
-        link = "/transcript/" + urllib.parse.quote(key)
-        return context_html(quote, state.transcripts[key], link)
+            return ""
+        return "/transcript/" + urllib.parse.quote(key)
+
+    def context(self, key: str, at: object) -> str | None:
+        """The source panel's content: the sentence at `at` in transcript `key`, or None."""
+        t = self.engine.transcripts.get(key)
+        try:
+            at = int(at)
+        except (TypeError, ValueError):
+            return None
+        html = context_html(t, at, "/transcript/" + urllib.parse.quote(key)) if t else ""
+        return f'<h2 id="qa-panel-title">{literal(t.title)}</h2>{html}' if html else None
 
     @staticmethod
     def note(text: str) -> dict:
@@ -167,13 +247,14 @@ class Chat:
 
     def respond(
         self, message: object, history: list[dict] | None, source: str = ALL, speaker: str = ALL,
-        answers: list | None = None,
+        answers: list | None = None, alone: bool = False,
     ) -> tuple[str, list[dict], list]:  # fmt: skip
         """One turn: the emptied box, the chat's messages (`history`) with the question and its
         answer, and the conversation's answers with this one (None when it was not a question).
 
         The follow-up context is the kept answers, as many as the chat shows turns: a chat
-        emptied (or a client that sends no history) starts a new conversation."""
+        emptied (or a client that sends no history) starts a new conversation. `alone` asks the
+        question without them, when a visitor says it was no follow-up."""
         messages = list(history or [])
         turns = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "assistant")
         answers = list(answers or [])[:turns]
@@ -184,7 +265,7 @@ class Chat:
             messages.append({"role": "user", "content": literal(message.strip())})
             messages.append(self.note(f"{reply} Ask a question about the interview in your own words.{hint}"))
             return "", messages, answers + [None]
-        earlier = [a.question for a in answers if a is not None]
+        earlier = [] if alone else [a.question for a in answers if a is not None]
         try:
             answer = self.engine.ask(message, 3, None if source == ALL else source,
                                      None if speaker == ALL else speaker, earlier)  # fmt: skip
@@ -195,16 +276,14 @@ class Chat:
             messages.append(self.note(str(e)))
             return "", messages, answers + [None]
         messages.append({"role": "user", "content": literal(answer.question)})
-        messages.append({"role": "assistant", "content": answer_html(answer, self.context)})
+        messages.append({"role": "assistant", "content": answer_html(answer, self.link)})
         return "", messages, answers + [answer]
 
-    def export(self, answers: list | None, token: str) -> tuple[str, str]:
-        """The latest answer as text to copy, and the link that downloads the conversation."""
+    def export(self, answers: list | None, token: str) -> str:
+        """The link that downloads the conversation (each answer has its own copy button)."""
         kept = [a for a in answers or [] if a is not None]
         self.exports.put(token, kept)
-        if not kept:
-            return "", ""
-        return answer_text(kept[-1]), self.exports.link(token) if token else ""
+        return self.exports.link(token) if kept and token else ""
 
     def judge(self, liked: object, index: object, messages: object, answers: object) -> str:
         """Append a like or dislike to the feedback file; returns why not, if it was not."""
@@ -257,3 +336,17 @@ class Chat:
         added = "".join(f"\n- **{literal(n)}**" for n in names)
         head = f"Added, and searchable now:{added}" if saved else "Nothing was added."
         yield f"{head}{chr(10) + chr(10) + 'Not added:' + problems if errors else ''}", None
+
+    def remove(self, key: object) -> str:
+        """Take a transcript added from the page out of the chat: its file goes, and the engine's
+        own sync drops its rows from the index. Only files of the uploads folder can go."""
+        state = self.engine.state
+        if not isinstance(key, str) or key not in state.transcripts or not added_from_page(self.engine, key):
+            return "Nothing was removed: that transcript is not one added from this page."
+        path, title = state.paths[key], state.transcripts[key].title
+        try:
+            path.unlink(missing_ok=True)
+            self.engine.refresh()
+        except Exception as e:  # noqa: BLE001 - the page says so; the last index keeps serving
+            return f"Could not remove {literal(title)}: {literal(str(e))}"
+        return f"Removed **{literal(title)}**: it is no longer searched or quoted."

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import sys
 import threading
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -216,6 +217,17 @@ def scan(data: Path, uploads: Path | None = None) -> tuple[dict[str, Path], list
     return found, [{"file": display_path(p), "error": why} for p, why in passed]
 
 
+_CONTENT_HASH = re.compile(r" [0-9a-f]{8}$")  # qa.uploads.safe_name ends a stored name with one
+
+
+def upload_titled(t: Transcript) -> Transcript:
+    """An added file with no title line is titled by its name, but the name it is stored under
+    ends in its content's hash (qa/uploads.py), which means nothing to a reader."""
+    if t.title != Path(t.source).stem.replace("_", " ").replace("-", " "):
+        return t
+    return replace(t, title=_CONTENT_HASH.sub("", t.title) or t.title)
+
+
 def load_transcripts(
     data: Path,
     log: Callable[[str], None],
@@ -239,6 +251,8 @@ def load_transcripts(
             continue
         try:
             found[key] = parse(read_text(path, source_name(key, path)), source_name(key, path))
+            if key.startswith(UPLOADS_KEY):
+                found[key] = upload_titled(found[key])
         except TranscriptError as e:
             if path == data:  # the one file asked for: nothing to serve without it
                 raise

@@ -39,6 +39,7 @@ LAPTOP = {"width": 1280, "height": 800}
 NATO_QUESTION = "Which countries are in the process of joining NATO?"
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
 PHONE_SCREENSHOT = ROOT / "docs" / "screenshot-phone.png"
+DOCS = ROOT / "docs"
 PODCAST = """Reef Talk, episode 12: a conversation with marine biologist Maya Lin
 
 Host: Welcome, Maya. You have been diving on the Great Barrier Reef for twenty years.
@@ -102,9 +103,17 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def app_url(browser, tmp_path_factory) -> Iterator[str]:
-    """app.py on the packaged interview."""
-    yield from serve(tmp_path_factory.mktemp("app"))
+def app(browser, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """app.py on the packaged interview, its feedback and uploads in its own folder: one process
+    for every test of this module but the hostile transcript's."""
+    tmp = tmp_path_factory.mktemp("app")
+    yield from ((url, tmp) for url in serve(tmp, "--index-dir", str(tmp / "index"),
+                                             "--feedback", str(tmp / "feedback.jsonl")))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def app_url(app) -> str:
+    return app[0]
 
 
 @pytest.fixture(scope="module")
@@ -153,10 +162,11 @@ def session(browser: Browser, request) -> Iterator[Session]:
     context.close()
 
 
-def open_chat(page: Page, url: str) -> None:
+def open_chat(page: Page, url: str, examples: bool = True) -> None:
     page.goto(url + "/")
     page.locator("#question textarea").wait_for(state="visible")
-    page.locator("#examples button").first.wait_for(state="visible")
+    if examples:
+        page.locator("#examples button").first.wait_for(state="visible")
 
 
 def answers(page: Page) -> Locator:
@@ -187,6 +197,30 @@ def in_view(locator: Locator, whole: bool) -> bool:
     return locator.evaluate(IN_VIEW, whole)
 
 
+# Scroll containers of the page besides the page itself.
+SCROLLERS = """() => [...document.querySelectorAll('body *')].filter(e => !e.closest('#qa-panel')
+    && e.scrollHeight > e.clientHeight + 1 && /auto|scroll/.test(getComputedStyle(e).overflowY))
+    .map(e => e.tagName + '#' + e.id + '.' + String(e.className).slice(0, 40))"""
+# What covers the element at its corners (an empty list: nothing); an inline element that wraps
+# is taken at the corners of its first and last line.
+COVERED = """el => { const rects = el.getClientRects(), a = rects[0], z = rects[rects.length - 1], out = [];
+    for (const [x, y] of [[a.left + 2, a.top + 2], [a.right - 2, a.top + 2], [z.left + 2, z.bottom - 2],
+                          [z.right - 2, z.bottom - 2]]) {
+        const top = document.elementFromPoint(x, y);
+        if (!top || !(el === top || el.contains(top)))
+            out.push(top ? top.tagName + '.' + top.className : 'nothing');
+    }
+    return out; }"""
+
+
+def axe_serious(page: Page) -> list:
+    from axe_playwright_python.sync_playwright import Axe
+
+    violations = Axe().run(page).response["violations"]
+    return [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in violations
+            if v["impact"] in ("serious", "critical")]  # fmt: skip
+
+
 # --- tests -------------------------------------------------------------------------------------------
 
 
@@ -198,6 +232,8 @@ def test_typed_question_gets_the_quoted_answer(app_url, session):
     assert "Finland and Sweden" in answer.locator("blockquote.qa-best mark").first.inner_text()
     assert "Xavier Colomina" in answer.locator(".qa-cite").first.inner_text()
     assert user_messages(page).last.inner_text().strip() == NATO_QUESTION
+    label = page.locator('#chat [data-testid="bot"]').last.get_attribute("aria-label")
+    assert label.startswith("Answer: ") and "<" not in label and "Finland and Sweden" in label, label
     session.assert_quiet()
 
     # The README's screenshot: the question and the top of its answer, not the chat's bottom.
@@ -227,6 +263,7 @@ def test_clicking_an_example_question_answers_it_with_a_reply(app_url, session):
     assert user_messages(page).last.inner_text().strip() == shown[0]
     best = answer.locator("blockquote.qa-best").first.inner_text()
     assert shown[0] not in best, "the example was answered with itself"
+    expect(page.locator("#question textarea")).to_be_focused()  # ready for the next question
     session.assert_quiet()
 
 
@@ -257,6 +294,8 @@ def test_greetings_and_thanks_get_one_line_and_no_quote(app_url, session, messag
     reply.wait_for(timeout=ANSWER_MS)
     assert "Ask a question" in reply.inner_text()
     assert page.locator("#chat blockquote").count() == 0
+    page.locator('#chat [data-testid="bot"]').last.hover()
+    assert page.get_by_role("button", name="Like").count() == 0, "nothing to like in a greeting"
     session.assert_quiet()
 
 
@@ -279,7 +318,7 @@ def test_typed_payload_shows_as_literal_text(app_url, session, payload):
 
 def test_transcript_payloads_show_as_literal_text(hostile_app_url, session):
     page = session.page
-    open_chat(page, hostile_app_url)
+    open_chat(page, hostile_app_url, examples=False)  # its questions hold markup: no examples
     answer = ask(page, "What did you say loudly?")
 
     # Answered or refused with the closest passage (folded): either way the sentence is quoted.
@@ -310,19 +349,22 @@ def test_page_only_talks_to_its_own_origin(app_url, session):
     session.assert_quiet()
 
 
-# --- a conversation: follow-ups, the quote in its place, export, feedback ----------------------------
+# --- a conversation: follow-ups, the quote in its place, copy, export, feedback --------------------
 
 
-@pytest.fixture(scope="module")
-def conversation_app(browser, tmp_path_factory) -> Iterator[tuple[str, Path]]:
-    tmp = tmp_path_factory.mktemp("conversation")
-    feedback = tmp / "feedback.jsonl"
-    for url in serve(tmp, "--feedback", str(feedback)):
-        yield url, feedback
+def copied(page: Page, answer: Locator) -> str:
+    """What the answer's own copy button puts on the clipboard."""
+    answer.locator("button.qa-copy").click()
+    expect(answer.locator("button.qa-copy")).to_have_text("Copied")
+    return page.evaluate("navigator.clipboard.readText()")
 
 
-def test_a_conversation_can_be_followed_checked_kept_and_judged(conversation_app, session, tmp_path):
-    url, feedback = conversation_app
+CLIPBOARD = {"permissions": ["clipboard-read", "clipboard-write"]}
+
+
+@pytest.mark.parametrize("session", [CLIPBOARD], indirect=True)
+def test_a_conversation_can_be_followed_checked_kept_and_judged(app, session):
+    url, tmp = app
     page = session.page
     open_chat(page, url)
     ask(page, "Did Russia annex Crimea?")
@@ -330,21 +372,18 @@ def test_a_conversation_can_be_followed_checked_kept_and_judged(conversation_app
     assert "Taken as a follow-up" in second.inner_text()
     assert "2014" in second.locator("blockquote.qa-best").inner_text()
 
-    # The quote in its place: the whole turn with the quoted sentence marked, and the question.
-    details = second.locator("details.qa-context").first
-    details.locator("summary").click()
-    assert "2014" in details.locator(".qa-turn mark").first.inner_text()
-    assert "Taking into account" in details.locator(".qa-asked").inner_text()
-    link = details.locator("a").get_attribute("href")
+    # The citation links the full transcript at the sentence (for a new tab, or with no script).
+    link = second.locator("a.qa-open").first.get_attribute("href")
     assert link.startswith("/transcript/interview.txt#p-")
     full = page.context.new_page()
     full.goto(url + link)
     assert "2014" in full.locator(":target").inner_text()
     full.close()
 
-    # Keep it: the best quote with its citation to copy, and the conversation as Markdown.
-    copy = page.locator("#copy textarea").input_value()
-    assert "2014" in copy and "Xavier Colomina" in copy and "data/interview.txt" in copy
+    # Keep it: each answer copies as plain text with its citations, and no path of the server.
+    text = copied(page, second)
+    assert text.startswith("When?\n") and "2014" in text and "Xavier Colomina" in text
+    assert "<" not in text and "&#" not in text and "interview.txt" not in text and str(ROOT) not in text
     with page.expect_download() as event:
         page.locator("#download").click()
     markdown = Path(event.value.path()).read_text(encoding="utf-8")
@@ -354,6 +393,7 @@ def test_a_conversation_can_be_followed_checked_kept_and_judged(conversation_app
     assert "## Did Russia annex Crimea?" in markdown and "## When?" in markdown
 
     # Judge it: a dislike is appended with the question and the quotes.
+    feedback = tmp / "feedback.jsonl"
     page.locator('#chat [data-testid="bot"]').last.hover()
     page.get_by_role("button", name="Dislike").last.click()
     deadline = time.monotonic() + 20
@@ -361,13 +401,19 @@ def test_a_conversation_can_be_followed_checked_kept_and_judged(conversation_app
         time.sleep(0.2)
     record = json.loads(feedback.read_text(encoding="utf-8").splitlines()[-1])
     assert record["liked"] is False and record["question"] == "When?" and record["quotes"]
+
+    # Not a follow-up after all: asked on its own, in the same conversation.
+    second.locator("button.qa-alone").click()
+    alone = wait_for_answer(page, 2)
+    assert user_messages(page).last.inner_text().strip() == "When?"
+    assert "Taken as a follow-up" not in alone.inner_text()
     session.assert_quiet()
 
 
-# --- a first visitor: the first screen, contrast, scrolling, copy, a new conversation ------------------
+# --- a first visitor: the first screen, one scroll, sources, contrast, a new conversation -------------
 
-SCHEMES = [{"viewport": LAPTOP, "color_scheme": "light"}, {"viewport": LAPTOP, "color_scheme": "dark"},
-           {"viewport": PHONE, "color_scheme": "dark"}]  # fmt: skip
+SCHEMES = [{"viewport": v, "color_scheme": c} for v in (LAPTOP, PHONE) for c in ("light", "dark")]
+SCHEME_IDS = ["laptop-light", "laptop-dark", "phone-light", "phone-dark"]
 
 
 @pytest.mark.parametrize(
@@ -378,47 +424,80 @@ def test_the_question_box_is_in_view_focused_and_labelled_on_first_load(app_url,
     open_chat(page, app_url)
     box = page.get_by_label("Your question")
     assert in_view(box, whole=True), "the question box is below the fold"
+    assert in_view(page.locator("#examples button").first, whole=True), "no example on the first screen"
+    if page.viewport_size == PHONE:  # where thumbs are, from the first screen on
+        bottom = box.bounding_box()["y"] + box.bounding_box()["height"]
+        assert bottom >= PHONE["height"] - 60, "the question box is not at the bottom of the screen"
     expect(box).to_be_focused()
     assert page.locator("#intro").inner_text().count("\n") <= 2, "the intro is more than a line or two"
     assert "Model:" not in page.locator("#intro").inner_text()
     session.assert_quiet()
 
 
-@pytest.mark.parametrize("session", SCHEMES, indirect=True, ids=["light", "dark", "phone-dark"])
-def test_after_two_answers_the_newest_is_shown_from_its_top_and_axe_finds_nothing_serious(app_url, session):
-    from axe_playwright_python.sync_playwright import Axe
-
+@pytest.mark.parametrize("session", SCHEMES, indirect=True, ids=SCHEME_IDS)
+def test_after_three_answers_the_newest_is_in_view_and_its_citation_opens_the_sentence(app_url, session):
     page = session.page
+    phone = page.viewport_size == PHONE
     open_chat(page, app_url)
+    dark = "dark" in page.evaluate("document.body.className")
     ask(page, NATO_QUESTION)
-    second = ask(page, "Did Russia annex Crimea?")
+    ask(page, "Did Russia annex Crimea?")
+    third = ask(page, "When?")  # a follow-up: its line must be readable in dark mode too
     page.wait_for_timeout(500)  # the scroll runs after the message is drawn
-    assert in_view(second.locator("blockquote.qa-best").first, whole=False), "the newest best quote is hidden"
-    assert "score" not in second.inner_text(), "raw scores mean nothing to a visitor"
-    assert second.locator(".qa-title").count() <= 1, "the title is repeated within one answer"
-    violations = Axe().run(page).response["violations"]
-    serious = [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in violations
-               if v["impact"] in ("serious", "critical")]  # fmt: skip
-    assert serious == []
-    if session.page.viewport_size == PHONE:
+
+    # One scroll: the page's; the newest question, its best quote and its citation in view and
+    # uncovered (by the question box, which stays at the bottom, or by Gradio's scroll button).
+    assert page.evaluate(SCROLLERS) == []
+    best = third.locator("blockquote.qa-best").first
+    assert in_view(user_messages(page).last, whole=True), "the newest question is off screen"
+    assert in_view(best, whole=True) and in_view(third.locator(".qa-cite").first, whole=True)
+    assert best.evaluate(COVERED) == [] and third.locator(".qa-cite").first.evaluate(COVERED) == []
+    box = page.locator("#question textarea").bounding_box()
+    assert box["y"] + box["height"] <= page.viewport_size["height"], "the question box is off screen"
+    if phone:
+        assert box["y"] > page.viewport_size["height"] * 0.7, "the question box is not at the bottom"
+    assert "score" not in third.inner_text(), "raw scores mean nothing to a visitor"
+    assert axe_serious(page) == []
+    name = f"screenshot-{'phone' if phone else 'laptop'}-{'dark' if dark else 'light'}.png"
+    if name == "screenshot-phone-dark.png":
         page.screenshot(path=str(PHONE_SCREENSHOT))
+
+    # The citation opens its sentence, marked, in a panel beside the chat (below it on a phone),
+    # in view; Escape closes it and puts the reader back where they were.
+    where = page.evaluate("window.scrollY")
+    link = third.locator("a.qa-open").first
+    link.click()
+    panel = page.locator("#qa-panel")
+    here = panel.locator("mark.qa-here")
+    expect(here).to_be_visible()
+    assert here.inner_text().strip() == third.locator("blockquote.qa-best mark").first.inner_text().strip()
+    assert in_view(here, whole=True), "the marked sentence is not in view in the panel"
+    assert here.evaluate(COVERED) == []
+    assert in_view(link, whole=True) and link.evaluate(COVERED) == [], "the citation went out of view"
+    if phone:
+        assert panel.bounding_box()["y"] > 200, "on a phone the panel is below the chat"
+    else:
+        assert panel.bounding_box()["x"] >= best.bounding_box()["x"] + best.bounding_box()["width"]
+    assert axe_serious(page) == []
+    if not dark:
+        page.screenshot(path=str(DOCS / f"screenshot-panel-{'phone' if phone else 'laptop'}.png"))
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+    assert page.evaluate("window.scrollY") == where
+    expect(link).to_be_focused()
     session.assert_quiet()
 
 
-def test_copy_gives_plain_quotes_and_a_new_conversation_forgets_the_old(app_url, session):
+@pytest.mark.parametrize("session", [CLIPBOARD], indirect=True)
+def test_a_new_conversation_forgets_the_old(app_url, session):
     page = session.page
     open_chat(page, app_url)
-    assert page.locator("#chat button[aria-label*='Copy' i]").count() == 0  # they pasted raw HTML
-    ask(page, "Did Russia annex Crimea?")
-    copy = page.locator("#copy textarea")
-    expect(copy).not_to_have_value("", timeout=10_000)
-    text = copy.input_value()
-    assert "<" not in text and "&#" not in text and "2014" in text and "Xavier Colomina" in text
+    answer = ask(page, "Did Russia annex Crimea?")
+    assert "2014" in copied(page, answer)
     assert page.locator("#download").is_visible()
 
     page.get_by_role("button", name="New conversation").click()
     expect(page.locator("#chat .qa-answer")).to_have_count(0)
-    expect(copy).to_have_value("")
     expect(page.locator("#download")).to_have_count(0)
     expect(page.locator("#question textarea")).to_be_focused()
     answer = ask(page, "When?")  # a new conversation: nothing to follow up on
@@ -439,22 +518,6 @@ def test_empty_question_by_enter_or_button_is_treated_alike(app_url, session):
     session.assert_quiet()
 
 
-def test_the_chat_scrolls_by_keyboard(app_url, session):
-    page = session.page
-    open_chat(page, app_url)
-    ask(page, NATO_QUESTION)
-    ask(page, "Did Russia annex Crimea?")
-    log = page.locator("#chat [tabindex='0']").first
-    assert log.evaluate("e => e.scrollHeight > e.clientHeight"), "two answers should overflow the chat"
-    log.evaluate("e => { e.scrollTop = 0; }")
-    log.focus()
-    assert log.evaluate("e => getComputedStyle(e).outlineStyle") != "none", "no visible focus ring"
-    page.keyboard.press("PageDown")
-    page.wait_for_timeout(500)
-    assert log.evaluate("e => e.scrollTop") > 0
-    session.assert_quiet()
-
-
 @pytest.mark.parametrize("session", [{"viewport": PHONE}], indirect=True, ids=["phone"])
 def test_the_full_transcript_on_a_phone_shows_the_linked_sentence_with_room_above(app_url, session):
     page = session.page
@@ -469,33 +532,110 @@ def test_the_full_transcript_on_a_phone_shows_the_linked_sentence_with_room_abov
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
 
 
+# --- an unsure answer: the engine is a stand-in whose every answer is unsure ---------------------
+
+
 @pytest.fixture(scope="module")
-def upload_app(browser, tmp_path_factory) -> Iterator[tuple[str, Path]]:
-    tmp = tmp_path_factory.mktemp("uploads")
-    for url in serve(tmp, "--index-dir", str(tmp / "index")):
-        yield url, tmp
+def unsure_app_url(browser, tmp_path_factory) -> Iterator[str]:
+    """The app in this process, over the interview with the stand-in embedder, answering every
+    question as "unsure": how such an answer looks does not depend on which questions get one."""
+    import threading
+    from dataclasses import replace
+
+    import uvicorn
+    from conftest import INTERVIEW, FakeEmbedder, free_port
+
+    import app as page_app
+    from qa.engine import Engine
+
+    tmp = tmp_path_factory.mktemp("unsure")
+    engine = Engine(INTERVIEW, tmp / "index", embedder=FakeEmbedder(), progress=False, log=lambda m: None)
+    real = engine.ask
+
+    def unsure(*args, **kwargs):
+        answer = real(*args, **kwargs)
+        return replace(answer, answered=False, verdict="unsure") if answer.answered else answer
+
+    engine.ask = unsure
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(page_app.build_app(engine, feedback=tmp / "feedback.jsonl"),
+                                           host="127.0.0.1", port=port, log_level="warning"))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
 
 
-def test_a_transcript_added_from_the_page_is_answered_within_a_minute(upload_app, session):
-    url, tmp = upload_app
+@pytest.mark.parametrize(
+    "session", [SCHEMES[0], SCHEMES[3]], indirect=True, ids=["laptop-light", "phone-dark"]
+)
+def test_an_unsure_answer_says_so_and_looks_unlike_an_answer_and_a_refusal(unsure_app_url, session):
+    page = session.page
+    open_chat(page, unsure_app_url, examples=False)  # only sure answers make examples
+    answer = ask(page, "Did Russia annex Crimea?")
+    head = answer.locator(".qa-unsure-head")
+    assert "Not sure" in head.inner_text() and answer.locator(".qa-refusal").count() == 0
+    quote = answer.locator("blockquote.qa-maybe").first
+    assert quote.is_visible() and answer.locator("blockquote.qa-best").count() == 0
+    # Not by colour alone: a dashed rule and no highlight fill, besides the words.
+    assert "dashed" in quote.evaluate("e => getComputedStyle(e).borderLeftStyle")
+    assert quote.locator("mark").evaluate("e => getComputedStyle(e).backgroundColor") == "rgba(0, 0, 0, 0)"
+    assert axe_serious(page) == []
+    if page.viewport_size == LAPTOP:
+        page.screenshot(path=str(DOCS / "screenshot-unsure.png"))
+    session.assert_quiet()
+
+
+# --- transcripts added from the page: listed, answered, removed -------------------------------------
+
+
+@pytest.mark.parametrize("session", [CLIPBOARD], indirect=True)
+def test_a_transcript_added_from_the_page_is_listed_answered_and_removed(app, session):
+    url, tmp = app
     page = session.page
     open_chat(page, url)
     files = tmp / "from-the-browser"
     files.mkdir()
     (files / "reef talk.txt").write_text(PODCAST, encoding="utf-8")
     (files / "broken.srt").write_bytes(b"\x00\x01\x02 not a transcript")
-    page.get_by_text("Add your own transcripts").click()
+    page.get_by_text("Transcripts: the list, and adding your own").click()
+    expect(page.locator("#transcripts")).to_contain_text("for everyone who can open this page")
     started = time.monotonic()
     page.locator("#upload input[type=file]").set_input_files(
         [str(files / "reef talk.txt"), str(files / "broken.srt")]
     )
     status = page.locator("#upload-status")
     expect(status).to_contain_text("searchable now", timeout=60_000)
+    assert status.get_attribute("aria-live") == "polite" and status.get_attribute("role") == "status"
+    assert in_view(status, whole=False), "the status is out of view"
     assert "Reef Talk" in status.inner_text() and "broken.srt" in status.inner_text()
+    listed = page.locator("#loaded")
+    expect(listed).to_contain_text("Reef Talk, episode 12")
+    assert "Maya Lin" in listed.inner_text() and "(added from this page)" in listed.inner_text()
+    assert "Loaded: 2 transcripts" in page.locator("#intro").inner_text()
+    examples = page.locator("#examples button")
+    expect(examples.filter(has_text="reefs")).not_to_have_count(0)  # its own questions as examples
+    page.screenshot(path=str(DOCS / "screenshot-uploads.png"))
+
     answer = ask(page, "What is the biggest threat to coral reefs?")
     assert time.monotonic() - started < 60
     assert "Warming seas" in answer.locator("blockquote.qa-best").inner_text()
     assert "Maya Lin" in answer.locator(".qa-cite").first.inner_text()
+    text = copied(page, answer)
+    assert "Reef Talk" in text and "uploads" not in text and str(tmp) not in text, text
     kept = list((tmp / "index" / "uploads").iterdir())
     assert [p.suffix for p in kept] == [".txt"] and "reef-talk-" in kept[0].name  # our name, not theirs
+
+    # Removed: gone from the list, the folder, the examples and the answers.
+    page.locator("#loaded button.qa-remove").click()
+    expect(status).to_contain_text("Removed", timeout=60_000)
+    expect(listed).not_to_contain_text("Reef Talk")
+    expect(examples.filter(has_text="reefs")).to_have_count(0)
+    assert list((tmp / "index" / "uploads").iterdir()) == []
+    after = ask(page, "What is the biggest threat to coral reefs?")
+    assert "Maya Lin" not in after.inner_text() and "Warming seas" not in after.inner_text()
     session.assert_quiet()

@@ -11,12 +11,17 @@ from qa.answer import Answer, Quote
 from qa.engine import Engine
 from qa.feedback import disliked_cases, recheck
 from qa.render import (
+    REFUSAL,
+    TURNS_AROUND,
+    UNSURE,
     answer_html,
+    answer_text,
     citation,
     citation_text,
     context_html,
     conversation_markdown,
     literal,
+    shorten,
     transcript_page,
 )
 from qa.transcript import Passage, parse
@@ -49,13 +54,58 @@ def test_answer_html_marks_the_answering_sentence(engine):
     assert html.count("<blockquote") == 2 and "<mark>" in html and "qa-best" in html
 
 
-def test_context_shows_the_quote_in_its_turn_and_its_question(engine):
+def test_context_shows_the_sentence_in_its_turn_among_the_turns_around_it(engine):
     t = next(iter(engine.transcripts.values()))
     quote = engine.ask("annexation of Crimea in 2014", 1).quotes[0]
-    html = context_html(quote, t, "/transcript/interview.txt")
-    assert "<details" in html and f'#p-{quote.highlight_start}"' in html
-    assert "Taking into account the important successes" in html
-    assert "<mark>" in html and "Crimea in 2014" in html
+    html = context_html(t, quote.highlight_start, "/transcript/interview.txt")
+    assert f'href="/transcript/interview.txt#p-{quote.highlight_start}"' in html
+    assert "<strong>APA</strong>: Taking into account the important successes" in html
+    marked = re.findall(r'<mark class="qa-here" id="qa-here">(.*?)</mark>', html)
+    assert [unescape(m) for m in marked] == [t.text[quote.highlight_start : quote.highlight_end]]
+    assert html.count("<strong>") == TURNS_AROUND + 1, "the last turn: the turns before it"
+    middle = t.passages[t.turns[len(t.turns) // 2].passages[0]]
+    html = context_html(t, middle.start, "/transcript/interview.txt")
+    assert html.count("<strong>") == 2 * TURNS_AROUND + 1, "turns before it and after it"
+    assert context_html(t, quote.highlight_start + 1, "/x") == "", "no sentence starts there"
+
+
+def test_an_answer_says_whether_it_answers_is_unsure_or_refuses():
+    q = _quote("We left at noon. Then it rained.", asked="When did you leave?")
+    sure = answer_html(Answer("When?", True, [q], verdict="answer"), lambda q: "/transcript/talk.txt")
+    unsure = answer_html(Answer("When?", False, [q], verdict="unsure"), lambda q: "/transcript/talk.txt")
+    refused = answer_html(Answer("When?", False, [], closest=q, verdict="not in the interview"))
+    assert "qa-answered" in sure and UNSURE not in sure and REFUSAL not in sure
+    assert "qa-unsure" in unsure and UNSURE in unsure and "qa-maybe" in unsure and REFUSAL not in unsure
+    assert REFUSAL in refused and UNSURE not in refused and "qa-best" not in refused
+    assert f'<a class="qa-open" href="/transcript/talk.txt#p-{q.highlight_start}"' in sure
+    # Each has its copy: plain text, with the verdict's words, and no path of the server.
+    for html, words in ((sure, "We left"), (unsure, UNSURE), (refused, REFUSAL)):
+        plain = unescape(re.search(r'<span class="qa-plain" hidden>(.*?)</span>', html).group(1))
+        assert words in plain and "talk.txt" not in plain and "<" not in plain
+    assert answer_text(Answer("When?", False, [q], verdict="unsure")).startswith(f"When?\n{UNSURE}\n\n“We")
+    md = conversation_markdown([Answer("When?", False, [q], verdict="unsure")])
+    assert f"## When?\n\n{UNSURE}\n\n> We left" in md
+
+
+def test_a_joined_follow_up_offers_to_ask_it_on_its_own():
+    q = _quote("In 2014.")
+    html = answer_html(Answer("When?", True, [q], searched="When? Did it start?", verdict="answer"))
+    assert "Taken as a follow-up" in html and '<button type="button" class="qa-alone">' in html
+    assert '<span class="qa-q" hidden>When&#63;</span>' in html or "When?" in unescape(html)
+    alone = answer_html(Answer("When?", True, [q], searched="When?", verdict="answer"))
+    assert "qa-alone" not in alone
+
+
+def test_long_questions_and_titles_are_cut_between_words():
+    asked = "word " * 80 + "kingdom of the region?"
+    html = answer_html(Answer("Why?", True, [_quote("Yes.", asked=asked, title="A very " * 20 + "end")]))
+    shown = unescape(re.search(r"In reply to: “(.*?)”", html).group(1))
+    assert shown.startswith("…") and shown.endswith("kingdom of the region?")
+    assert all(w in {"word", "kingdom", "of", "the", "region?"} for w in shown[1:].split())
+    title = unescape(re.search(r'<span class="qa-title">(.*?)</span>', html).group(1))
+    assert title.endswith("…") and all(w in {"A", "very"} for w in title[:-1].split())
+    assert shorten("kingdom of the region", 12, keep_end=True) == "…the region"
+    assert shorten("kingdom of the region", 12) == "kingdom of…"
 
 
 def test_transcript_page_anchors_every_sentence_and_escapes_payloads():
@@ -118,7 +168,7 @@ def test_markdown_cites_a_quote_that_spans_several_lines():
     assert citation(q) == cite
     assert citation_text(q) == f"“{q.text}”\n— {cite}\nIn reply to: “What then?”"
     md = conversation_markdown([Answer("What then?", True, [q])])
-    assert f"\n— {cite}\n" in md
+    assert "\n— Ann Lee, “On work”, at 00:01:02, A talk (characters 10–49)\n" in md  # no path
     assert "> We waited.\n> Then we left.\n>\n> That was all.\n" in md
 
 
@@ -186,13 +236,13 @@ def test_context_of_a_long_turn_shows_only_the_quotes_neighbourhood():
     answer = max(t.turns, key=lambda turn: len(turn.passages))
     assert len(answer.passages) == 2000
     p = t.passages[answer.passages[1000]]
-    html = context_html(_quote_of(p), t, "/transcript/talk.txt")
+    html = context_html(t, p.start, "/transcript/talk.txt")
     assert len(html.encode()) < 3000
-    assert f"<mark>{literal(p.text)}</mark>" in html
+    assert f'<mark class="qa-here" id="qa-here">{literal(p.text)}</mark>' in html
     assert literal("Sentence number 997 is") in html and literal("Sentence number 1003 is") in html
     assert literal("Sentence number 995 is") not in html and literal("Sentence number 1005 is") not in html
     assert html.count("…") == 2 and f'href="/transcript/talk.txt#p-{p.start}"' in html
-    assert "<strong>Interviewer</strong>: Why?" in html
+    assert ": Why?" in html
 
 
 def test_context_finds_the_turn_quickly_among_many():
@@ -203,7 +253,7 @@ def test_context_finds_the_turn_quickly_among_many():
     def seconds(t, quotes) -> float:
         began = time.perf_counter()
         for q in quotes:
-            context_html(q, t, "/transcript/many.txt")
+            context_html(t, q.highlight_start, "/transcript/many.txt")
         return time.perf_counter() - began
 
     small, large = talk(10), talk(5000)
@@ -211,5 +261,5 @@ def test_context_finds_the_turn_quickly_among_many():
     near_end = [_quote_of(p) for p in large.passages[-1000:]]
     few = [_quote_of(small.passages[-1 - i % 5]) for i in range(1000)]
     assert seconds(large, near_end) < 3 * seconds(small, few) + 0.05
-    html = context_html(near_end[-1], large, "/transcript/many.txt")
+    html = context_html(large, near_end[-1].start, "/transcript/many.txt")
     assert literal("Answer 2499 is here.") in html and "<strong>Host</strong>" in html

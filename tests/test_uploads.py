@@ -268,7 +268,7 @@ def test_a_sent_file_is_read_only_from_the_upload_folder(tmp_path):
         read_sent(incoming / "x" / "ok.txt", None)
 
 
-def test_examples_never_come_from_uploads(data, tmp_path):
+def test_no_markup_from_uploads_becomes_an_example(data, tmp_path):
     from qa.chat import examples
 
     e = engine(data, tmp_path)
@@ -276,4 +276,4 @@ def test_examples_never_come_from_uploads(data, tmp_path):
             b"Maya: Warming seas bleach the reefs every summer now.\n")  # fmt: skip
     save(tmp_path / "uploads", "x.txt", text)
     e.refresh()
-    assert len(e.transcripts) == 2 and all("script" not in q and "reefs" not in q for q in examples(e))
+    assert len(e.transcripts) == 2 and all("script" not in q for q in examples(e))
