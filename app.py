@@ -323,8 +323,9 @@ def build_app(
     def healthz() -> JSONResponse:
         pending, problem = engine.pending, engine.problem()
         status = "unavailable" if problem else "re-indexing" if pending else "ok"
-        body = {"status": status, "pending": pending, "passages": len(engine.passages),
-                "model": engine.model_name}  # fmt: skip
+        report = engine.report  # the counts `python -m qa index --json` and the start log give
+        body = {"status": status, "pending": pending, "sentences": report.sentences,
+                "windows": report.windows, "model": engine.model_name}  # fmt: skip
         if problem:
             body["error"] = problem
         return JSONResponse(body, 503 if problem else 200)
@@ -428,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     except (TranscriptError, ModelError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    print(f"index: {engine.report.line()}", file=sys.stderr)
     # Gradio keeps each file sent from the page until `add` has read it: in our folder, not /tmp.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(args.index_dir).resolve() / "incoming"))
     app = build_app(engine, auth, args.feedback or args.index_dir / "feedback.jsonl", args.mcp,

@@ -122,7 +122,7 @@ def build_throughput(
         t0 = time.perf_counter()
         engine = Engine(data, cached, embedder=embedder, progress=False, log=lambda m: None)
         build_rate.append(n / (time.perf_counter() - t0))
-        assert engine.report.embedded_passages == n, engine.report
+        assert engine.report.embedded_windows == n, engine.report
     assert engine is not None and cached is not None
     build = {"raw_encode_per_s": spread(encode_rate), "engine_per_s": spread(build_rate),
              "ratio": statistics.median(build_rate) / statistics.median(encode_rate)}  # fmt: skip

@@ -64,7 +64,7 @@ def run(size_kb: int, model: str | None, folder: Path) -> dict:
         raise SystemExit(f"index of {size_kb} KB failed: {done.stderr.strip()[-500:]}")
     report = json.loads(done.stdout)
     return {"kb": size_kb, "seconds": round(seconds, 1), "peak_mb": round(max(peak, before) / 1024),
-            "windows": report.get("passages")}  # fmt: skip
+            "windows": report.get("windows")}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

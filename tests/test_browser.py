@@ -102,18 +102,19 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def app_url(browser, tmp_path_factory) -> Iterator[str]:
-    """app.py on the packaged interview."""
-    yield from serve(tmp_path_factory.mktemp("app"))
+def app_url(browser, app) -> str:
+    """app.py on the packaged interview: the run's shared app (conftest's `app`)."""
+    return app
 
 
 @pytest.fixture(scope="module")
 def hostile_app_url(browser, tmp_path_factory) -> Iterator[str]:
-    """app.py on a transcript whose text is full of HTML and Markdown payloads."""
+    """app.py on a transcript whose text is full of HTML and Markdown payloads (how they are shown
+    is tested, not the model: with the stand-in embedder)."""
     tmp = tmp_path_factory.mktemp("hostile")
     data = tmp / "eve.txt"
     data.write_text(HOSTILE_TRANSCRIPT, encoding="utf-8", newline="")
-    yield from serve(tmp, "--data", str(data), "--index-dir", str(tmp / "eve-index"))
+    yield from serve(tmp, "--data", str(data), "--index-dir", str(tmp / "eve-index"), standin=True)
 
 
 # --- pages -------------------------------------------------------------------------------------------
@@ -314,10 +315,10 @@ def test_page_only_talks_to_its_own_origin(app_url, session):
 
 
 @pytest.fixture(scope="module")
-def conversation_app(browser, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+def conversation_app(browser, tmp_path_factory, interview_index) -> Iterator[tuple[str, Path]]:
     tmp = tmp_path_factory.mktemp("conversation")
     feedback = tmp / "feedback.jsonl"
-    for url in serve(tmp, "--feedback", str(feedback)):
+    for url in serve(tmp, "--feedback", str(feedback), index=interview_index):
         yield url, feedback
 
 
@@ -470,9 +471,9 @@ def test_the_full_transcript_on_a_phone_shows_the_linked_sentence_with_room_abov
 
 
 @pytest.fixture(scope="module")
-def upload_app(browser, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+def upload_app(browser, tmp_path_factory, interview_index) -> Iterator[tuple[str, Path]]:
     tmp = tmp_path_factory.mktemp("uploads")
-    for url in serve(tmp, "--index-dir", str(tmp / "index")):
+    for url in serve(tmp, "--index-dir", str(tmp / "index"), index=interview_index):
         yield url, tmp
 
 

@@ -10,10 +10,10 @@ from qa.render import answer_html, answer_text
 
 
 @pytest.mark.integration
-def test_every_example_is_answered_by_a_reply_not_by_itself(tmp_path):
+def test_every_example_is_answered_by_a_reply_not_by_itself(interview_engine):
     from qa import chat
 
-    engine = Engine(INTERVIEW, tmp_path / "index", progress=False, log=lambda m: None)
+    engine = interview_engine
     shown = chat.examples(engine)
     assert 4 <= len(shown) <= 6
     for q in shown:

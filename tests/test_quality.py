@@ -11,16 +11,15 @@ EVAL = SHARED / "eval"
 
 
 @pytest.fixture(scope="session")
-def suite(tmp_path_factory):
+def suite(tmp_path_factory, embedder, interview_engine):
     """(set, engine, scores by retriever) for every set of ../shared/eval and eval/."""
     if not EVAL.is_dir():
         pytest.skip("the shared eval sets are not beside the project")
-    engines, out = {}, []
+    engines, out = {INTERVIEW: interview_engine}, []
     for s in ev.discover(EVAL, INTERVIEW) + ev.discover(ROOT / "eval", INTERVIEW):
         if s.data not in engines:
-            engines[s.data] = Engine(
-                s.data, tmp_path_factory.mktemp("index"), progress=False, log=lambda m: None
-            )
+            engines[s.data] = Engine(s.data, tmp_path_factory.mktemp("index"), embedder=embedder,
+                                     progress=False, log=lambda m: None)  # fmt: skip
         scores = {x.name: x for x in ev.evaluate(engines[s.data], s.questions, s.off_topic)}
         out.append((s, engines[s.data], scores))
     return out
@@ -85,7 +84,7 @@ def _without_scores(answer: dict) -> dict:
     return {**answer, "quotes": [same(q) for q in answer["quotes"]], "closest": closest, "confidence": None}
 
 
-def test_qdrant_gives_the_answers_faiss_gives(suite, tmp_path_factory):
+def test_qdrant_gives_the_answers_faiss_gives(suite, tmp_path_factory, embedder):
     """`--backend qdrant` stores the same vectors: every answer of every shared set (the first 40
     questions of each) is the same, quote for quote, through the embedded Qdrant client."""
     from embeddings.qdrant import QdrantStore, connect
@@ -95,7 +94,8 @@ def test_qdrant_gives_the_answers_faiss_gives(suite, tmp_path_factory):
     for n, (s, faiss_engine, _) in enumerate(suite):
         if s.data not in engines:
             engines[s.data] = Engine(
-                s.data, tmp_path_factory.mktemp("index"), progress=False, log=lambda m: None,
+                s.data, tmp_path_factory.mktemp("index"), embedder=embedder, progress=False,
+                log=lambda m: None,
                 backend=lambda _dir, model, n=n: QdrantStore(client, model, "test", f"set{n}", embedded=True),
             )  # fmt: skip
         qdrant_engine = engines[s.data]
