@@ -146,7 +146,7 @@ def terminal_text(answer) -> str:
     if not answer.answered:
         out = [REFUSAL]
         if answer.closest:
-            out += ["The closest passage, which is not an answer:", _terminal_quote(answer.closest, None)]
+            out += ["The closest quote, which is not an answer:", _terminal_quote(answer.closest, None)]
         return "\n".join(out)
     return "\n\n".join(_terminal_quote(q, n) for n, q in enumerate(answer.quotes, 1))
 

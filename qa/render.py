@@ -77,7 +77,7 @@ def answer_html(answer: Answer, context: Callable[[Quote], str] = lambda q: "") 
                  "nothing is quoted as an answer.</div>"]  # fmt: skip
         if answer.closest:
             parts.append(
-                '<details class="qa-low"><summary>The closest passage, which is not an answer</summary>'
+                '<details class="qa-low"><summary>The closest quote, which is not an answer</summary>'
                 f"{quote_html(answer.closest, False, closest=True)}</details>"
             )
         return f'<div class="qa-answer">{"".join(parts)}</div>'
@@ -92,7 +92,7 @@ def answer_html(answer: Answer, context: Callable[[Quote], str] = lambda q: "") 
         previous = q
     best, more = shown[0], shown[1:]
     if more:
-        label = "1 more passage" if len(more) == 1 else f"{len(more)} more passages"
+        label = "1 more quote" if len(more) == 1 else f"{len(more)} more quotes"
         best += f'<details class="qa-more"><summary>{label}</summary>{"".join(more)}</details>'
     return f'<div class="qa-answer">{note}{best}</div>'
 

@@ -53,7 +53,7 @@ def test_an_answer_names_its_interview_and_question_once_and_folds_the_rest():
     )
     html = answer_html(answer)
     assert html.count('class="qa-title"') == 1 and html.count('class="qa-asked"') == 1
-    assert '<details class="qa-more"><summary>2 more passages</summary>' in html
+    assert '<details class="qa-more"><summary>2 more quotes</summary>' in html
     assert "score" not in html
     other = Answer(
         "Why?", True, [quote("One."), quote("Two.", asked="How?", title="Other", source="b.txt")], 1.0
