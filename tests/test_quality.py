@@ -1,5 +1,6 @@
 """The real packaged model judged on every shared eval set, beside its own baselines."""
 
+import numpy as np
 import pytest
 from conftest import INTERVIEW, ROOT, SHARED, read_exact
 
@@ -10,15 +11,41 @@ pytestmark = pytest.mark.integration
 EVAL = SHARED / "eval"
 
 
-@pytest.fixture(scope="session")
-def suite(tmp_path_factory, embedder, interview_engine):
+class Remembering:
+    """The real model, remembering what it embedded: the same transcripts indexed again on
+    another backend get the very vectors FAISS got, without running the model a second time."""
+
+    def __init__(self, embedder) -> None:
+        self.embedder = embedder
+        self.seen: dict[str, tuple] = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self.embedder, name)
+
+    def encode_tokens(self, texts, batch_size: int = 64, progress: bool = False):
+        todo = [t for t in dict.fromkeys(texts) if t not in self.seen]
+        if todo:
+            vectors, tokens, pieces = self.embedder.encode_tokens(todo, batch_size, progress)
+            self.seen.update(zip(todo, zip(vectors, tokens, pieces, strict=True), strict=True))
+        rows = [self.seen[t] for t in texts]
+        vectors = np.array([r[0] for r in rows], np.float32).reshape(len(rows), self.embedder.dim)
+        return vectors, [r[1] for r in rows], [r[2] for r in rows]
+
+
+@pytest.fixture(scope="module")
+def remembering(embedder) -> Remembering:
+    return Remembering(embedder)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory, remembering, interview_engine):
     """(set, engine, scores by retriever) for every set of ../shared/eval and eval/."""
     if not EVAL.is_dir():
         pytest.skip("the shared eval sets are not beside the project")
     engines, out = {INTERVIEW: interview_engine}, []
     for s in ev.discover(EVAL, INTERVIEW) + ev.discover(ROOT / "eval", INTERVIEW):
         if s.data not in engines:
-            engines[s.data] = Engine(s.data, tmp_path_factory.mktemp("index"), embedder=embedder,
+            engines[s.data] = Engine(s.data, tmp_path_factory.mktemp("index"), embedder=remembering,
                                      progress=False, log=lambda m: None)  # fmt: skip
         scores = {x.name: x for x in ev.evaluate(engines[s.data], s.questions, s.off_topic)}
         out.append((s, engines[s.data], scores))
@@ -84,7 +111,7 @@ def _without_scores(answer: dict) -> dict:
     return {**answer, "quotes": [same(q) for q in answer["quotes"]], "closest": closest, "confidence": None}
 
 
-def test_qdrant_gives_the_answers_faiss_gives(suite, tmp_path_factory, embedder):
+def test_qdrant_gives_the_answers_faiss_gives(suite, tmp_path_factory, remembering):
     """`--backend qdrant` stores the same vectors: every answer of every shared set (the first 40
     questions of each) is the same, quote for quote, through the embedded Qdrant client."""
     from embeddings.qdrant import QdrantStore, connect
@@ -94,7 +121,7 @@ def test_qdrant_gives_the_answers_faiss_gives(suite, tmp_path_factory, embedder)
     for n, (s, faiss_engine, _) in enumerate(suite):
         if s.data not in engines:
             engines[s.data] = Engine(
-                s.data, tmp_path_factory.mktemp("index"), embedder=embedder, progress=False,
+                s.data, tmp_path_factory.mktemp("index"), embedder=remembering, progress=False,
                 log=lambda m: None,
                 backend=lambda _dir, model, n=n: QdrantStore(client, model, "test", f"set{n}", embedded=True),
             )  # fmt: skip
