@@ -646,8 +646,9 @@ def build_app(
     def healthz() -> JSONResponse:
         pending, problem = engine.pending, engine.problem()
         status = "unavailable" if problem else "re-indexing" if pending else "ok"
-        body = {"status": status, "pending": pending, "passages": len(engine.passages),
-                "model": engine.model_name}  # fmt: skip
+        report = engine.report  # the counts `python -m qa index --json` and the start log give
+        body = {"status": status, "pending": pending, "sentences": report.sentences,
+                "windows": report.windows, "model": engine.model_name}  # fmt: skip
         if problem:
             body["error"] = problem
         return JSONResponse(body, 503 if problem else 200)
@@ -816,6 +817,7 @@ def main(argv: list[str] | None = None) -> int:
     except (TranscriptError, ModelError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    print(f"index: {engine.report.line()}", file=sys.stderr)
     app = build_app(engine, auth, args.feedback or args.index_dir / "feedback.jsonl", args.mcp,
                     [*args.allowed_host, args.host], args.trust_forwarded)  # fmt: skip
     every = setting("QA_INCOMING_SWEEP", SWEEP_EVERY)

@@ -2,8 +2,8 @@
 
 python bench/bench.py [--sizes 1,10,100] [--repeat N] [--json PATH]
 
-For each size (1 = data/interview.txt; N = a synthetic transcript of about N times its passages,
-generated deterministically under bench/out/), in one run:
+Fills the README's "Speed" table. For each size (1 = data/interview.txt; N = a synthetic
+transcript of about N times its windows, generated deterministically under bench/out/), in one run:
 
 - query floor: `Embedder().encode([q])` plus `dense_search(engine.index, v, 64)`, in-process;
 - `Engine.ask` in-process and `GET /api/ask` of a running `app.py` (keep-alive connection),
@@ -13,7 +13,7 @@ generated deterministically under bench/out/), in one run:
   floor `python -c "import gradio, sentence_transformers, faiss"` (run alternately with the
   cached start-ups, timed until the imports are done: the interpreter's exit is not counted);
 - index build throughput of `Engine(...)` on a fresh index dir (with an already loaded model)
-  against `Embedder.encode` alone on the same passage texts;
+  against `Embedder.encode` alone on the same window texts;
 - peak RSS (VmHWM) of the app process after the query runs.
 
 Every figure is the median over repeated runs, with min and max. Heavy steps (builds, start-ups
@@ -26,14 +26,18 @@ bench/out/bench.json unless --json says otherwise.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import platform
 import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,11 +45,8 @@ from typing import TYPE_CHECKING, Any
 # Run as a script, bench/ comes first on sys.path and `bench` would be this file, not the package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.api_client import ApiClient
-from bench.app_process import App, import_floor
 from bench.corpus import OUT, PROJECT, corpus
-from bench.report import checks, report
-from bench.stats import fmt, percentile, spread
+from bench.stats import NOISY, caveat, fmt, percentile, spread
 
 if TYPE_CHECKING:
     from embeddings.model import Embedder
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
 QUESTIONS_FILE = PROJECT.parent / "shared" / "eval" / "questions.jsonl"
 N_QUESTIONS = 20
 DENSE_K = 64
-HEAVY_BUDGET = 3000  # passages: builds and no-index start-ups above this many run once per size
+HEAVY_BUDGET = 3000  # windows: builds and no-index start-ups above this many run once per size
 
 BUILTIN_QUESTIONS = [
     "What is the current state of cooperation between NATO and Azerbaijan?",
@@ -80,6 +81,121 @@ BUILTIN_QUESTIONS = [
 ]
 
 
+# --- the app as a child process, and a keep-alive client of its /api/ask -------------------------
+
+IMPORT_FLOOR = "import gradio, sentence_transformers, faiss"
+START_TIMEOUT = 600.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class App:
+    """`python app.py` on a free loopback port; started() returns seconds to /healthz 200."""
+
+    def __init__(self, data: Path, index_dir: Path, log: Path) -> None:
+        self.data, self.index_dir, self.log_path = data, index_dir, log
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+
+    def start(self) -> float:
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if k not in ("QA_AUTH", "QA_INDEX_DIR")}
+        cmd = [sys.executable, "app.py", "--data", str(self.data), "--index-dir", str(self.index_dir),
+               "--host", "127.0.0.1", "--port", str(self.port)]  # fmt: skip
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            t0 = time.perf_counter()
+            self.proc = subprocess.Popen(cmd, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        while True:
+            if self.proc.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"app.py exited with {self.proc.returncode}:\n{tail}")
+            if time.perf_counter() - t0 > START_TIMEOUT:
+                raise RuntimeError(f"app.py not healthy after {START_TIMEOUT:.0f} s")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/healthz")
+                status = conn.getresponse().status
+                conn.close()
+                if status == 200:
+                    return time.perf_counter() - t0
+            except OSError:
+                pass
+            time.sleep(0.05)
+
+    def peak_rss(self) -> int:
+        """VmHWM of the app process, in bytes."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmHWM in /proc status")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(15)
+
+
+def import_floor() -> tuple[float, float]:
+    """Seconds for a fresh interpreter to import what the app needs, in the app's environment:
+    (until the imports are done, as the app's start-up is timed until it answers; until it has
+    exited, which adds the interpreter's teardown)."""
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+    t0 = time.perf_counter()
+    code = f"{IMPORT_FLOOR}; print('imported', flush=True)"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    imported = time.perf_counter() - t0
+    proc.stdout.read()
+    if proc.wait() != 0 or not line.startswith(b"imported"):
+        raise RuntimeError(f"the import floor failed with exit code {proc.returncode}")
+    return imported, time.perf_counter() - t0
+
+
+class ApiClient:
+    """GET /api/ask over one keep-alive connection; reconnects once if the server closed it."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def ask(self, question: str) -> bytes:
+        path = "/api/ask?" + urllib.parse.urlencode({"q": question, "k": 3})
+        for attempt in (1, 2):
+            try:
+                self.conn.request("GET", path)
+                response = self.conn.getresponse()
+                body = response.read()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+                if attempt == 2:
+                    raise
+        if response.status != 200:
+            raise RuntimeError(f"/api/ask returned {response.status}: {body[:200]!r}")
+        return body
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# --- the measurements ------------------------------------------------------------------------------
+
+
 def load_questions() -> list[str]:
     try:
         rows = [json.loads(line) for line in QUESTIONS_FILE.read_text(encoding="utf-8").splitlines() if line]
@@ -95,8 +211,8 @@ def timed(f: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
-def heavy_repeats(repeat: int, passages: int) -> int:
-    return max(1, min(repeat, HEAVY_BUDGET // max(passages, 1)))
+def heavy_repeats(repeat: int, windows: int) -> int:
+    return max(1, min(repeat, HEAVY_BUDGET // max(windows, 1)))
 
 
 def fresh_dir(tag: str) -> Path:
@@ -122,7 +238,7 @@ def build_throughput(
         t0 = time.perf_counter()
         engine = Engine(data, cached, embedder=embedder, progress=False, log=lambda m: None)
         build_rate.append(n / (time.perf_counter() - t0))
-        assert engine.report.embedded_passages == n, engine.report
+        assert engine.report.embedded_windows == n, engine.report
     assert engine is not None and cached is not None
     build = {"raw_encode_per_s": spread(encode_rate), "engine_per_s": spread(build_rate),
              "ratio": statistics.median(build_rate) / statistics.median(encode_rate)}  # fmt: skip
@@ -216,12 +332,12 @@ def bench_size(
     texts = [window_text(t.passages, w) for t in transcripts.values() for w in windows(t.passages)]
     n = len(texts)
     heavy = heavy_repeats(repeat, n)
-    result: dict[str, Any] = {"size": size, "data": str(data.relative_to(PROJECT)), "passages": n,
+    result: dict[str, Any] = {"size": size, "data": str(data.relative_to(PROJECT)), "windows": n,
                               "repeats": repeat, "heavy_repeats": heavy}  # fmt: skip
-    say(f"[{size}x] {n} passages; build x{heavy}")
+    say(f"[{size}x] {n} windows; build x{heavy}")
 
     result["build"], engine, cached = build_throughput(data, texts, heavy, embedder, size)
-    say(f"[{size}x] build {fmt(result['build']['engine_per_s'], digits=0)} passages/s, "
+    say(f"[{size}x] build {fmt(result['build']['engine_per_s'], digits=0)} windows/s, "
         f"raw encode {fmt(result['build']['raw_encode_per_s'], digits=0)}")  # fmt: skip
 
     startups, app = cached_startups(data, cached, repeat, size)
@@ -242,6 +358,100 @@ def bench_size(
     result["start_fresh_s"] = fresh_startups(data, heavy, size)
     say(f"[{size}x] no-index start-up {fmt(result['start_fresh_s'], digits=2)} s")
     return result
+
+
+# --- targets and tables ----------------------------------------------------------------------------
+
+GB = 10**9
+
+# Targets from the issue.
+API_VS_FLOOR = 1.5  # /api/ask p50 <= 1.5x floor p50, at 1x
+START_MARGIN_S = 3.0  # cached start-up <= import floor + 3 s
+BUILD_VS_ENCODE = 0.8  # build throughput >= 0.8x raw encode
+SCALE_100 = 2.0  # /api/ask p50 at 100x <= 2x p50 at 1x
+RSS_LIMIT = 1 * GB  # VmHWM of the app at 1x
+
+
+def checks(results: dict[int, dict]) -> list[dict[str, Any]]:
+    out = []
+
+    def check(
+        name: str, value: float | None, limit: float | None, ok: bool | None, unit: str, inputs: list[dict]
+    ) -> None:
+        verdict = "SKIP" if ok is None else ("PASS" if ok else "FAIL")
+        out.append({"target": name, "value": value, "limit": limit, "unit": unit, "result": verdict,
+                    "caveat": caveat(inputs)})  # fmt: skip
+
+    one = results.get(1)
+    if one:
+        api, floor = one["query_s"]["api"]["p50"]["median"], one["query_s"]["floor"]["p50"]["median"]
+        check(f"/api/ask p50 <= {API_VS_FLOOR}x floor at 1x", api / floor, API_VS_FLOOR,
+              api <= API_VS_FLOOR * floor, "x floor",
+              [one["query_s"]["api"]["p50"], one["query_s"]["floor"]["p50"]])  # fmt: skip
+        start, limit = one["start_cached_s"]["median"], one["import_floor_s"]["median"] + START_MARGIN_S
+        check(f"cached start-up <= import floor + {START_MARGIN_S:.0f} s at 1x", start, limit,
+              start <= limit, "s", [one["start_cached_s"], one["import_floor_s"]])  # fmt: skip
+        rss = one["peak_rss_bytes"]
+        check("peak RSS (VmHWM) at 1x <= 1 GB", rss / GB, RSS_LIMIT / GB, rss <= RSS_LIMIT, "GB", [])
+    else:
+        for name in ("/api/ask p50 vs floor at 1x", "cached start-up at 1x", "peak RSS at 1x"):
+            check(name, None, None, None, "", [])
+    for size, r in results.items():
+        built = r["build"]
+        inputs = [built["engine_per_s"], built["raw_encode_per_s"]]
+        check(f"build >= {BUILD_VS_ENCODE}x raw encode at {size}x", built["ratio"], BUILD_VS_ENCODE,
+              built["ratio"] >= BUILD_VS_ENCODE, "x encode", inputs)  # fmt: skip
+    if one and 100 in results:
+        a, b = one["query_s"]["api"]["p50"]["median"], results[100]["query_s"]["api"]["p50"]["median"]
+        check(f"/api/ask p50 at 100x <= {SCALE_100}x p50 at 1x", b / a, SCALE_100, b <= SCALE_100 * a, "x",
+              [one["query_s"]["api"]["p50"], results[100]["query_s"]["api"]["p50"]])  # fmt: skip
+    else:
+        check(f"/api/ask p50 at 100x <= {SCALE_100}x p50 at 1x", None, None, None, "", [])
+    return out
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths,
+             strict=True))) for r in rows]  # fmt: skip
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def report(results: dict[int, dict], targets: list[dict], repeat: int, nq: int) -> str:
+    sizes = list(results)
+    parts = [f"Medians over runs [min-max]; query figures per run are over {nq} questions, {repeat} runs."]
+    rows = [["size", "windows", "floor p50", "floor p95", "Engine.ask p50", "p95", "x floor",
+             "/api/ask p50", "p95", "x floor"]]  # fmt: skip
+    for s in sizes:
+        q = results[s]["query_s"]
+        rows.append([f"{s}x", str(results[s]["windows"]), fmt(q["floor"]["p50"], 1000),
+                     fmt(q["floor"]["p95"], 1000), fmt(q["engine"]["p50"], 1000),
+                     fmt(q["engine"]["p95"], 1000), f"{q['engine']['ratio_p50_to_floor']:.2f}",
+                     fmt(q["api"]["p50"], 1000), fmt(q["api"]["p95"], 1000),
+                     f"{q['api']['ratio_p50_to_floor']:.2f}"])  # fmt: skip
+    parts += ["", "Query latency (ms)", table(rows)]
+    rows = [["size", "import floor", "cached", "cached - floor", "no index", "peak RSS MiB"]]
+    for s in sizes:
+        r = results[s]
+        rows.append([f"{s}x", fmt(r["import_floor_s"], digits=2), fmt(r["start_cached_s"], digits=2),
+                     f"{r['start_cached_s']['median'] - r['import_floor_s']['median']:+.2f}",
+                     fmt(r["start_fresh_s"], digits=2), f"{r['peak_rss_bytes'] / 2**20:.0f}"])  # fmt: skip
+    parts += ["", "Start-up to /healthz 200 (s), and the app's VmHWM after the queries", table(rows)]
+    rows = [["size", "windows", "raw encode /s", "Engine build /s", "build / encode"]]
+    for s in sizes:
+        b = results[s]["build"]
+        rows.append([f"{s}x", str(results[s]["windows"]), fmt(b["raw_encode_per_s"], digits=0),
+                     fmt(b["engine_per_s"], digits=0), f"{b['ratio']:.2f}"])  # fmt: skip
+    parts += ["", "Index build throughput (windows/s, model already loaded)", table(rows)]
+    rows = [["target", "value", "limit", "result", "caveat"]]
+    for t in targets:
+        value = "-" if t["value"] is None else f"{t['value']:.2f} {t['unit']}".strip()
+        limit = "-" if t["limit"] is None else f"{t['limit']:.2f}"
+        rows.append([t["target"], value, limit, t["result"], t["caveat"]])
+    parts += ["", "Targets (caveat: a single run, or runs that differ by more than "
+              f"{NOISY}x: re-run on a quiet machine before trusting the verdict)", table(rows)]  # fmt: skip
+    return "\n".join(parts)
 
 
 def machine() -> dict[str, Any]:

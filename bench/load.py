@@ -5,6 +5,8 @@ python bench/load.py --url http://127.0.0.1:7860 --clients 16 --seconds 30 [--js
 Half the clients call GET /api/ask, half the chat's "/ask" endpoint through gradio_client, each
 with its own connection, rotating through QUESTIONS until the time is up (or `max_requests`
 each); one thread polls /healthz every 0.5 s. Prints count, errors, p50 and p95 per endpoint.
+tests/test_load.py runs the same load against its own app: its figures are the README's "Run the
+tests" load paragraph.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ For each model, loaded once, in one run:
 - quality: `qa.evaluate.evaluate` (k=3), the `qa` row, on the public set (../shared/eval) and on
   the project's paraphrased set (eval/dev_*), with the model's own refusal calibration;
 - query p50: `Engine.ask` over every in-scope question of both sets, `--repeat` rounds;
-- build throughput: passages per second of a fresh index of data/interview.txt (`Engine(...)` on an
+- build throughput: sentences per second of a fresh index of data/interview.txt (`Engine(...)` on an
   empty index folder: parse, embed, save), median of `--repeat` builds.
 Rounds alternate the models' order, so that load from other work hits them alike; the load
 average is recorded. `--write` stores the figures in embeddings/models.json, which
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             load.append(os.getloadavg()[0])
         for n in names:
             figures[n]["query_p50_ms"] = round(statistics.median(asks[n]) * 1000, 1)
-            figures[n]["build_passages_per_s"] = round(statistics.median(builds[n]))
+            figures[n]["build_sentences_per_s"] = round(statistics.median(builds[n]))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     how = (f"bench/models.py, {date.today()}, {machine()}, k=3; query p50 over {len(questions)} questions "

@@ -6,7 +6,7 @@ Runs qa over every set of the suites (default: ../shared/eval and eval/) for eac
 small grid, then, for each set in turn, picks the setting that scores best (hit@1 + hit@3, pooled
 over questions) on all the OTHER sets and reports what it scores on the held-out one. FriendsQA
 episodes are separate sets, so each is held out alone. A setting is only worth keeping if the
-held-out figures hold up across sets.
+held-out figures hold up across sets. Its figures are the README's "How the settings were chosen".
 """
 
 from __future__ import annotations

@@ -268,9 +268,16 @@ class Report:
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
-    embedded_passages: int = 0
-    passages: int = 0
+    embedded_windows: int = 0  # embedded by this sync
+    windows: int = 0  # in the index: runs of 1-3 sentences of one turn, one vector each
+    sentences: int = 0  # in the index: what the transcripts were split into
     saved: bool = True
+
+    def line(self) -> str:
+        """The counts as the start log and `python -m qa index` say them."""
+        files = len(self.added) + len(self.changed) + len(self.unchanged)
+        return (f"{files} transcript(s), {self.sentences} sentences, {self.windows} windows "
+                f"({self.embedded_windows} embedded now)")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -314,7 +321,8 @@ def sync(
     report.removed = sorted(set(old.files) - set(sources)) if old else []
     texts = [t for key in todo for t in sources[key].windows()]
     if texts and progress:
-        log(f"embedding {len(texts)} passages from {len(todo)} transcript(s)…")
+        sentences = sum(sources[key].passages for key in todo)
+        log(f"embedding {len(texts)} windows ({sentences} sentences) of {len(todo)} transcript(s)…")
     fresh, fresh_tokens, _ = embedder.encode_tokens(texts, progress=progress and len(texts) > 64)
     dim = fresh.shape[1] if len(texts) else (old.dim if old else embedder.dim)
     vectors, tokens, counts, files, offset = [], [], [], {}, 0
@@ -337,8 +345,9 @@ def sync(
         np.concatenate(tokens) if tokens else np.zeros((0, dim), np.float16),
         np.concatenate(counts) if counts else np.zeros(0, np.int32),
     )  # fmt: skip
-    report.embedded_passages = len(texts)
-    report.passages = len(stored.vectors)
+    report.embedded_windows = len(texts)
+    report.windows = len(stored.vectors)
+    report.sentences = sum(src.passages for src in sources.values())
     if todo or report.removed or old is None or unsaved:
         try:
             backend.save(stored, sources)

@@ -146,7 +146,7 @@ def terminal_text(answer) -> str:
     if not answer.answered:
         out = [REFUSAL]
         if answer.closest:
-            out += ["The closest passage, which is not an answer:", _terminal_quote(answer.closest, None)]
+            out += ["The closest quote, which is not an answer:", _terminal_quote(answer.closest, None)]
         return "\n".join(out)
     return "\n\n".join(_terminal_quote(q, n) for n, q in enumerate(answer.quotes, 1))
 
@@ -222,8 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 for key in ("added", "changed", "removed", "unchanged"):
                     print(f"{key:10} {len(report[key])}")
-                print(f"embedded   {report['embedded_passages']} passages; "
-                      f"{report['passages']} in the index")  # fmt: skip
+                print(f"index: {engine.report.line()}")
         elif args.command in ("eval", "calibrate"):
             return _eval(args)
     except (TranscriptError, ModelError, QuestionError, OSError, ValueError) as e:
@@ -348,7 +347,7 @@ def _models(args: argparse.Namespace) -> int:
         print(json.dumps(found, indent=1))
         return 0
     header = ["model", "installed", "verified", "disk MB", "dim", "public hit@1", "MRR", "dev hit@1",
-              "MRR", "query p50 ms", "build passages/s"]  # fmt: skip
+              "MRR", "query p50 ms", "build sentences/s"]  # fmt: skip
     rows = []
     for m in found:
         f = m["measured"]
@@ -356,7 +355,7 @@ def _models(args: argparse.Namespace) -> int:
         rows.append([m["name"], "yes" if m["installed"] else "no", verified, f"{m['disk_bytes'] / 1e6:.0f}",
                      _figure(f, "dim"), _figure(f, "public.hit@1", ".2f"), _figure(f, "public.MRR", ".2f"),
                      _figure(f, "dev.hit@1", ".2f"), _figure(f, "dev.MRR", ".2f"), _figure(f, "query_p50_ms"),
-                     _figure(f, "build_passages_per_s")])  # fmt: skip
+                     _figure(f, "build_sentences_per_s")])  # fmt: skip
     print(table(rows, header))
     for m in found:
         if m["note"]:

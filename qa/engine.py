@@ -412,7 +412,7 @@ class Engine:
             rows = len(windows(transcripts[key].passages))
             most = upload_limit("QA_UPLOAD_MAX_WINDOWS", MAX_UPLOAD_WINDOWS)
             if rows > most:
-                self._set_aside(paths[key], f"{rows:,} passages, over the limit of {most:,} per upload")
+                self._set_aside(paths[key], f"{rows:,} windows to index, over the limit of {most:,} per file")
                 return self._load(previous, progress, defer_uploads)
         try:
             stored, report = self._sync(

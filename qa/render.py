@@ -90,7 +90,7 @@ def quote_html(q: Quote, best: bool, link: str = "", title: bool = True, asked: 
 
 
 REFUSAL = "The interview does not address this question."
-UNSURE = "Not sure: these are the closest passages, and they may not answer it."
+UNSURE = "Not sure: these are the closest quotes, and they may not answer it."
 
 
 def verdict_of(answer: Answer) -> str:
@@ -113,7 +113,7 @@ def answer_html(answer: Answer, link: Callable[[Quote], str] = lambda q: "") -> 
                  "nothing is quoted as an answer.</div>"]  # fmt: skip
         if answer.closest:
             parts.append(
-                '<details class="qa-low"><summary>The closest passage, which is not an answer</summary>'
+                '<details class="qa-low"><summary>The closest quote, which is not an answer</summary>'
                 f"{quote_html(answer.closest, False, link(answer.closest), kind='closest')}</details>"
             )
         return f'<div class="qa-answer qa-refused">{"".join(parts)}{copy}</div>'
@@ -132,7 +132,7 @@ def answer_html(answer: Answer, link: Callable[[Quote], str] = lambda q: "") -> 
         previous = q
     best, more = (shown[0] if shown else ""), shown[1:]
     if more:
-        label = "1 more passage" if len(more) == 1 else f"{len(more)} more passages"
+        label = "1 more quote" if len(more) == 1 else f"{len(more)} more quotes"
         best += f'<details class="qa-more"><summary>{label}</summary>{"".join(more)}</details>'
     kind = "qa-unsure" if unsure else "qa-answered"
     return f'<div class="qa-answer {kind}">{note}{head}{best}{copy}</div>'

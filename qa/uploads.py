@@ -72,7 +72,7 @@ def check(name: str, data: bytes) -> None:
     rows = len(windows(transcript.passages))
     if rows > most:
         raise UploadError(
-            f"{label}: {rows:,} passages to index, over the limit of {most:,} per file added from "
+            f"{label}: {rows:,} windows to index, over the limit of {most:,} per file added from "
             "the page (indexing it would hold this app's memory for too long); split it into "
             "parts, or put it in the data folder and run `python -m qa index`"
         )

@@ -1,9 +1,26 @@
-"""Shared fixtures: no network, no writes outside tmp_path, a fake embedder for unit tests."""
+"""Shared fixtures: no network, no writes outside tmp_path, a fake embedder for unit tests.
+
+What costs time is shared, so that the suite runs in minutes:
+- `embedder` (session): the real default model, loaded once per run; pass it to `Engine(...,
+  embedder=embedder)` where the model is what a test is about.
+- `interview_engine` (session): an Engine over data/interview.txt with the real model, built once;
+  for tests that only ask it questions (never refresh, filter state or write through it).
+- `interview_index` (session): a folder holding the real model's index of data/interview.txt;
+  `serve(..., index=interview_index)` and `seed_index` copy it, so a process starts without
+  embedding the interview again.
+- `app` (session): app.py on the packaged interview, for tests that only read from it (routes,
+  pages, load). A test that changes what an app serves starts its own with `serve()` in a
+  module-scoped fixture.
+- `serve(tmp, *flags, standin=True)` and `tests/standin.py`: a real app.py or `python -m qa`
+  process with the stand-in embedder (FakeEmbedder at the model's 384 dimensions), for tests of
+  everything but the model: scale, folder bookkeeping, faults.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +36,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 INTERVIEW = ROOT / "data" / "interview.txt"
+STANDIN = "stand-in-384"  # the stand-in embedder's name: tests/standin.py
 sys.path.insert(0, str(ROOT))
 
 from qa.retrieve import tokenize  # noqa: E402
@@ -28,20 +46,20 @@ class FakeEmbedder:
     """Same interface as embeddings.model.Embedder: a sum of hash-seeded unit vectors per word,
     so texts that share words are close, as with a real model, and every run is identical."""
 
-    name = "fake-embedder"
-    dim = 32
-
-    def __init__(self, name: str = "fake-embedder") -> None:
-        self.name = name
+    def __init__(self, name: str = "fake-embedder", dim: int = 32) -> None:
+        self.name, self.dim = name, dim
         self.calls: list[int] = []
+        self._words: dict[str, np.ndarray] = {}  # each word's vector, made once
 
     @property
     def identity(self) -> dict[str, str]:
         return {"name": self.name, "weights_sha256": hashlib.sha256(self.name.encode()).hexdigest()}
 
     def _word(self, word: str) -> np.ndarray:
-        seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "little")
-        return np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
+        if word not in self._words:
+            seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "little")
+            self._words[word] = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
+        return self._words[word]
 
     def encode(self, texts, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         self.calls.append(len(texts))
@@ -64,6 +82,46 @@ class FakeEmbedder:
 @pytest.fixture
 def fake_embedder() -> FakeEmbedder:
     return FakeEmbedder()
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real default model, loaded once for the whole run."""
+    from embeddings.model import Embedder, offline
+
+    offline()
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def interview_index(tmp_path_factory, embedder) -> Path:
+    """An index folder holding the real model's index of data/interview.txt, built once."""
+    from qa.engine import Engine
+
+    folder = tmp_path_factory.mktemp("interview-index")
+    Engine(INTERVIEW, folder, embedder=embedder, progress=False, log=lambda m: None)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def interview_engine(interview_index, embedder):
+    """The real model's Engine over data/interview.txt (loaded from `interview_index`): ask only."""
+    from qa.engine import Engine
+
+    return Engine(INTERVIEW, interview_index, embedder=embedder, progress=False, log=lambda m: None)
+
+
+def seed_index(index: Path, target: Path) -> Path:
+    """Copy a built index folder (`interview_index`) to `target`, where a process will find it."""
+    shutil.copytree(index, target, dirs_exist_ok=True)
+    return target
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory, interview_index) -> Iterator[str]:
+    """app.py on the packaged interview with the real model, started once per run: its base URL.
+    Only for tests that read from it; whatever changes what an app serves gets its own."""
+    yield from serve(tmp_path_factory.mktemp("app"), index=interview_index)
 
 
 @pytest.fixture(autouse=True)
@@ -141,15 +199,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(tmp: Path, *args: str, startup_s: float = 180, env: dict[str, str] | None = None) -> Iterator[str]:
+def serve(
+    tmp: Path,
+    *args: str,
+    startup_s: float = 180,
+    env: dict[str, str] | None = None,
+    standin: bool = False,
+    index: Path | None = None,
+) -> Iterator[str]:
     """Run app.py on a free loopback port until the generator is closed; yields its base URL.
     `env` adds to its environment.
 
+    `standin`: with the stand-in embedder (tests/standin.py) instead of the model. `index`: an
+    index folder (`interview_index`) copied to tmp/index, its QA_INDEX_DIR, before the start.
     Its output goes to tmp/app.log (a file: a full pipe would stall the app), shown on failure."""
     port = free_port()
     log = tmp / "app.log"
+    if index is not None:
+        seed_index(index, tmp / "index")
     with open(log, "w", encoding="utf-8") as out:
-        cmd = [sys.executable, "app.py", "--port", str(port), *args]
+        launcher = [str(ROOT / "tests" / "standin.py")] if standin else []
+        cmd = [sys.executable, *launcher, "app.py", "--port", str(port), *args]
         env = {**env_for_subprocess(tmp), **(env or {})}
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

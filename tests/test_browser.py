@@ -103,12 +103,13 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def app(browser, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+def app(browser, tmp_path_factory, interview_index) -> Iterator[tuple[str, Path]]:
     """app.py on the packaged interview, its feedback and uploads in its own folder: one process
     for every test of this module but the hostile transcript's."""
     tmp = tmp_path_factory.mktemp("app")
     yield from ((url, tmp) for url in serve(tmp, "--index-dir", str(tmp / "index"),
-                                             "--feedback", str(tmp / "feedback.jsonl")))  # fmt: skip
+                                             "--feedback", str(tmp / "feedback.jsonl"),
+                                             index=interview_index))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -118,11 +119,12 @@ def app_url(app) -> str:
 
 @pytest.fixture(scope="module")
 def hostile_app_url(browser, tmp_path_factory) -> Iterator[str]:
-    """app.py on a transcript whose text is full of HTML and Markdown payloads."""
+    """app.py on a transcript whose text is full of HTML and Markdown payloads (how they are shown
+    is tested, not the model: with the stand-in embedder)."""
     tmp = tmp_path_factory.mktemp("hostile")
     data = tmp / "eve.txt"
     data.write_text(HOSTILE_TRANSCRIPT, encoding="utf-8", newline="")
-    yield from serve(tmp, "--data", str(data), "--index-dir", str(tmp / "eve-index"))
+    yield from serve(tmp, "--data", str(data), "--index-dir", str(tmp / "eve-index"), standin=True)
 
 
 # --- pages -------------------------------------------------------------------------------------------

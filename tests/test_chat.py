@@ -10,10 +10,10 @@ from qa.render import answer_html, answer_text
 
 
 @pytest.mark.integration
-def test_every_example_is_answered_by_a_reply_not_by_itself(tmp_path):
+def test_every_example_is_answered_by_a_reply_not_by_itself(interview_engine):
     from qa import chat
 
-    engine = Engine(INTERVIEW, tmp_path / "index", progress=False, log=lambda m: None)
+    engine = interview_engine
     shown = chat.examples(engine)
     assert 4 <= len(shown) <= 6
     for q in shown:
@@ -53,7 +53,7 @@ def test_an_answer_names_its_interview_and_question_once_and_folds_the_rest():
     )
     html = answer_html(answer)
     assert html.count('class="qa-title"') == 1 and html.count('class="qa-asked"') == 1
-    assert '<details class="qa-more"><summary>2 more passages</summary>' in html
+    assert '<details class="qa-more"><summary>2 more quotes</summary>' in html
     assert "score" not in html
     other = Answer(
         "Why?", True, [quote("One."), quote("Two.", asked="How?", title="Other", source="b.txt")], 1.0

@@ -1,13 +1,21 @@
-"""`python -m qa` through a real process with the real model."""
+"""`python -m qa` through a real process with the real model.
+
+Each process finds the interview already indexed (conftest's `interview_index`), as a user's
+second run does: building the index in a process is tested in test_faults.py and test_models.py."""
 
 import json
 import subprocess
 import sys
 
 import pytest
-from conftest import INTERVIEW, ROOT, SHARED, env_for_subprocess, read_exact
+from conftest import INTERVIEW, ROOT, SHARED, env_for_subprocess, read_exact, seed_index
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _indexed(tmp_path, interview_index):
+    seed_index(interview_index, tmp_path / "index")  # QA_INDEX_DIR of env_for_subprocess
 
 
 def run(tmp_path, *args, stdin=None, timeout=240):

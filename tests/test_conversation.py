@@ -42,8 +42,8 @@ def test_engine_takes_history(tmp_path):
 
 
 @pytest.mark.integration
-def test_follow_up_set_gains_over_ignoring_history(tmp_path):
-    e = Engine(INTERVIEW, tmp_path / "i", progress=False, log=lambda m: None)
+def test_follow_up_set_gains_over_ignoring_history(interview_engine):
+    e = interview_engine
     rows = {s.name: s for s in ev.evaluate(e, ev.read_jsonl(ROOT / "eval" / "followups.jsonl"), [])}
     assert rows["qa"].hit3 >= 0.85 and rows["qa"].hit3 >= rows["qa, history ignored"].hit3 + 0.15
     lines = [json.loads(line) for line in (ROOT / "eval" / "followups.jsonl").read_text().splitlines()]

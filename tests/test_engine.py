@@ -120,7 +120,7 @@ def test_a_file_touched_on_disk_is_refused_until_refreshed(engine, data, fake):
     calls = len(fake.calls)
     assert engine.refresh() == ["interview.txt"]
     assert engine.report.unchanged == ["interview.txt", "podcast.txt"]  # same text: nothing re-embedded
-    assert sum(fake.calls[calls:]) == 0 and engine.report.embedded_passages == 0
+    assert sum(fake.calls[calls:]) == 0 and engine.report.embedded_windows == 0
     assert engine.ask(NATO, source="interview.txt").answered
 
 

@@ -78,7 +78,7 @@ def test_calibrate_picks_the_best_split_when_none_is_perfect(tmp_path):
                        "NATO and Azerbaijan cooperation"])  # fmt: skip
     fit = ev.calibrate([(e, in_scope, off_topic)])
     reloaded = Engine(INTERVIEW, tmp_path / "i", embedder=FakeEmbedder(), progress=False, log=lambda m: None)
-    assert reloaded.report.embedded_passages == 0  # its vectors read back from disk
+    assert reloaded.report.embedded_windows == 0  # its vectors read back from disk
     assert ev.calibrate([(reloaded, in_scope, off_topic)]) == fit  # the same sets, the same fit
     e.calibration = fit
     answered = {q["question"] for q in in_scope + off_topic if e.ask(q["question"]).answered}

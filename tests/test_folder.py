@@ -167,12 +167,12 @@ def test_incremental_add_change_delete(tmp_path, folder, backend):
     podcast = parse_file(folder / "more" / "podcast.md").passages
     srt = parse_file(folder / "extra.srt").passages
     new_rows = len(windows(podcast)) + len(windows(srt))
-    assert r.embedded_passages == new_rows == sum(fake.calls)
-    assert r.passages == len(e.vectors) == 166 + new_rows
+    assert r.embedded_windows == new_rows == sum(fake.calls)
+    assert r.windows == len(e.vectors) == 166 + new_rows and r.sentences == len(e.passages)
     assert len(e.passages) == len(e.token_counts) == 77 + len(podcast) + len(srt)
     assert not [p for p in e.passages if p.source.endswith("field.vtt")]
     again = engine(tmp_path, folder, embedder=FakeEmbedder(), backend=backend.factory)
-    assert again.report.embedded_passages == 0 and len(again.report.unchanged) == 3
+    assert again.report.embedded_windows == 0 and len(again.report.unchanged) == 3
 
 
 def test_a_broken_file_is_skipped_and_named(tmp_path, folder, backend):
@@ -209,7 +209,8 @@ def test_filters_by_source_and_speaker(tmp_path, folder):
 @pytest.mark.integration
 def test_index_json_through_the_cli(tmp_path, folder, backend):
     def index():
-        cmd = [sys.executable, "-m", "qa", "index", "--json", "--data", str(folder), *backend.args]
+        standin = [sys.executable, "tests/standin.py", "-m", "qa"]  # the real process, a stand-in model
+        cmd = [*standin, "index", "--json", "--data", str(folder), *backend.args]
         env = env_for_subprocess(tmp_path)
         r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr
@@ -222,18 +223,19 @@ def test_index_json_through_the_cli(tmp_path, folder, backend):
         "removed",
         "unchanged",
         "skipped",
-        "embedded_passages",
-        "passages",
+        "embedded_windows",
+        "windows",
+        "sentences",
     }
-    assert len(first["added"]) == 3 and first["embedded_passages"] == first["passages"]
+    assert len(first["added"]) == 3 and first["embedded_windows"] == first["windows"]
     vtt = folder / "more" / "field.vtt"
     vtt.write_text(VTT + "\n4\n00:02:00.000 --> 00:02:03.000\n<v Omar Said>We sell wine in Tbilisi.\n")
     (folder / "junk.txt").write_bytes(b"\x00\x00")
     second, err = index()
     assert second["changed"] == ["more/field.vtt"]
-    assert second["embedded_passages"] == rows(vtt.read_text(), "f.vtt")
+    assert second["embedded_windows"] == rows(vtt.read_text(), "f.vtt")
     assert [s["file"].split("/")[-1] for s in second["skipped"]] == ["junk.txt"] and "junk.txt" in err
     vtt.unlink()
     third, _ = index()
-    assert third["removed"] == ["more/field.vtt"] and third["embedded_passages"] == 0
-    assert third["passages"] == first["passages"] - rows(VTT, "f.vtt")
+    assert third["removed"] == ["more/field.vtt"] and third["embedded_windows"] == 0
+    assert third["windows"] == first["windows"] - rows(VTT, "f.vtt")

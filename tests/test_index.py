@@ -131,12 +131,12 @@ def test_the_interview_has_its_windows_counted():
 
 def test_second_start_embeds_nothing(tmp_path):
     first = engine(tmp_path)
-    assert first.report.added == ["interview.txt"] and first.report.embedded_passages == WINDOWS
-    assert first.report.passages == len(first.vectors) == WINDOWS
+    assert first.report.added == ["interview.txt"] and first.report.embedded_windows == WINDOWS
+    assert first.report.windows == len(first.vectors) == WINDOWS
     assert len(first.token_counts) == PASSAGES and len(first.tokens) == first.token_counts.sum()
     fake = FakeEmbedder()
     second = engine(tmp_path, embedder=fake)
-    assert second.report.unchanged == ["interview.txt"] and second.report.embedded_passages == 0
+    assert second.report.unchanged == ["interview.txt"] and second.report.embedded_windows == 0
     assert fake.calls == [0] or fake.calls == []
     assert np.allclose(first.vectors, second.vectors)
     assert np.array_equal(first.tokens, second.tokens)
@@ -151,7 +151,7 @@ def test_changed_transcript_rebuilds(tmp_path, write):
         encoding="utf-8",
     )
     again = engine(tmp_path, data=path)
-    assert again.report.changed == ["t.txt"] and again.report.embedded_passages == WINDOWS
+    assert again.report.changed == ["t.txt"] and again.report.embedded_windows == WINDOWS
 
 
 def test_other_model_gets_its_own_folder(tmp_path):
@@ -159,7 +159,7 @@ def test_other_model_gets_its_own_folder(tmp_path):
     other = engine(tmp_path, embedder=FakeEmbedder("another"))
     assert other.report.added == ["interview.txt"]
     assert len(list((tmp_path / "index").iterdir())) == 2
-    assert engine(tmp_path).report.embedded_passages == 0  # switching back is instant
+    assert engine(tmp_path).report.embedded_windows == 0  # switching back is instant
 
 
 def test_corrupted_index_is_rebuilt_with_a_warning(tmp_path):
@@ -170,7 +170,7 @@ def test_corrupted_index_is_rebuilt_with_a_warning(tmp_path):
     (folder / store.INDEX_FILE).write_bytes(bytes(raw))
     logs = []
     again = engine(tmp_path, logs=logs)
-    assert again.report.embedded_passages == WINDOWS
+    assert again.report.embedded_windows == WINDOWS
     assert any("rebuilding the index" in m and "checksum" in m for m in logs)
     assert np.allclose(first.vectors, again.vectors)
     assert store.load(folder, FakeEmbedder().identity).vectors.shape[0] == WINDOWS
@@ -182,7 +182,7 @@ def test_damaged_token_vectors_are_rebuilt_with_a_warning(tmp_path):
     (folder / store.TOKENS_FILE).write_bytes(b"not numpy")
     logs = []
     again = engine(tmp_path, logs=logs)
-    assert again.report.embedded_passages == WINDOWS
+    assert again.report.embedded_windows == WINDOWS
     assert any("rebuilding the index" in m and store.TOKENS_FILE in m for m in logs)
     assert np.array_equal(first.tokens, again.tokens)
 
@@ -194,7 +194,7 @@ def test_unwritable_index_dir_serves_from_memory(tmp_path):
     logs = []
     e = Engine(INTERVIEW, blocker / "index", embedder=FakeEmbedder(), progress=False, log=logs.append)
     assert not e.report.saved and e.report.added == ["interview.txt"]
-    assert e.report.passages == WINDOWS and len(e.vectors) == WINDOWS
+    assert e.report.windows == WINDOWS and len(e.vectors) == WINDOWS
     assert sum("cannot write the index" in m and "serving from memory" in m for m in logs) == 1
     assert not any("rebuilding" in m for m in logs)  # nothing stored: nothing to warn about
     answer = e.ask("Is NATO a party to this war?")

@@ -12,7 +12,7 @@ from itertools import cycle, islice
 
 import httpx
 import pytest
-from conftest import INTERVIEW, read_exact, serve
+from conftest import INTERVIEW, read_exact
 from gradio_client.utils import QueueError
 
 from app import QUEUE_MAX
@@ -31,8 +31,9 @@ SERVED_WITHIN = 60.0  # seconds: the queue fills, and every request it took is a
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    yield from serve(tmp_path_factory.mktemp("app"))
+def server(app):
+    """The run's shared app on the packaged interview (conftest's `app`)."""
+    return app
 
 
 def check_verbatim(body: dict, raw: str) -> None:

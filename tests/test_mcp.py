@@ -10,8 +10,8 @@ mcp = pytest.importorskip("mcp", reason="the MCP extra is not installed: pip ins
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    yield from serve(tmp_path_factory.mktemp("mcp"), "--mcp")
+def server(tmp_path_factory, interview_index):
+    yield from serve(tmp_path_factory.mktemp("mcp"), "--mcp", index=interview_index)
 
 
 async def call(url: str, name: str, arguments: dict) -> tuple[list[str], str]:

@@ -245,7 +245,7 @@ def test_models_lists_named_models_with_figures(capsys):
     listed = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
     assert set(listed) == {"minilm", "mpnet"}
     for m in listed.values():
-        assert m["measured"]["public"]["hit@1"] > 0 and m["measured"]["build_passages_per_s"] > 0
+        assert m["measured"]["public"]["hit@1"] > 0 and m["measured"]["build_sentences_per_s"] > 0
     if listed["mpnet"]["installed"]:  # the cache is empty in a test: assembled on first use
         assert listed["mpnet"]["verified"] is None and "on first use" in listed["mpnet"]["note"]
     assert cli.main(["models"]) == 0
@@ -286,26 +286,31 @@ def test_switching_models_keeps_each_index_beside_the_other(tmp_path):
     index_dir = tmp_path / "idx"
     quiet = {"progress": False, "log": lambda m: None}
     a = Engine(INTERVIEW, index_dir, embedder=FakeEmbedder("model-a"), **quiet)
-    n = a.report.passages
-    assert a.report.embedded_passages == n > 0
+    n = a.report.windows
+    assert a.report.embedded_windows == n > 0
     b = Engine(INTERVIEW, index_dir, embedder=FakeEmbedder("model-b"), **quiet)
-    assert b.report.embedded_passages == n  # another model: its own vectors, built afresh
+    assert b.report.embedded_windows == n  # another model: its own vectors, built afresh
     assert len(list(index_dir.iterdir())) == 2
     manifests = {p.name: (p / "manifest.json").read_bytes() for p in index_dir.iterdir()}
     back = Engine(INTERVIEW, index_dir, embedder=FakeEmbedder("model-a"), **quiet)
-    assert back.report.embedded_passages == 0 and back.report.unchanged == [INTERVIEW.name]
+    assert back.report.embedded_windows == 0 and back.report.unchanged == [INTERVIEW.name]
     assert (back.vectors == a.vectors).all()
     assert {p.name: (p / "manifest.json").read_bytes() for p in index_dir.iterdir()} == manifests
 
 
+USER_CACHE = assemble.cache_dir()  # read before any test points QA_MODEL_CACHE elsewhere
+
+
 @pytest.fixture(scope="session")
-def mpnet_cache(tmp_path_factory):
-    """One assembled mpnet for the session, under pytest's temp folder."""
+def mpnet_cache():
+    """The user's model cache (~/.cache/qa-models, or $QA_MODEL_CACHE), as `--model mpnet` uses it:
+    the first run assembles mpnet there (419 MB), later runs find it. Assembling is tested above
+    with a small split model; this is the real one, end to end."""
     try:
         assemble.part_files(models.KNOWN_MODELS["mpnet"].split.packages)
     except assemble.AssemblyError as e:
         pytest.skip(f"mpnet's parts are not installed ({e})")
-    return tmp_path_factory.mktemp("mpnet-cache")
+    return USER_CACHE
 
 
 @pytest.mark.integration

@@ -185,7 +185,7 @@ def new_rows() -> int:
 
 def assert_holds_exactly(s: QdrantStore, e: Engine) -> None:
     """The collection holds the record and the points of the files indexed now, nothing else."""
-    assert count(s) == e.report.passages + 1
+    assert count(s) == e.report.windows + 1
     for key, entry in e.state.stored.files.items():
         assert count(s, source=key, sha256=entry.sha256) == entry.rows == count(s, source=key), key
     assert count(s, source="more/field.vtt") == 0
@@ -241,20 +241,20 @@ def test_incremental_sync_as_faiss_does(tmp_path, data, qdir):
     """Added, changed, removed and unchanged as on FAISS; only what changed is embedded; what
     was deleted is gone from the collection; the answers are FAISS's."""
     first = engine(tmp_path, data, backend=embedded(qdir))
-    assert first.report.embedded_passages == first.report.passages
+    assert first.report.embedded_windows == first.report.windows
     change(data)
     fake = FakeEmbedder()
     e = engine(tmp_path, data, embedder=fake, backend=embedded(qdir))
     assert report_of(e) == changed("interview.txt") and e.report.saved
-    assert e.report.embedded_passages == sum(fake.calls) == new_rows()
+    assert e.report.embedded_windows == sum(fake.calls) == new_rows()
     assert_holds_exactly(at(qdir), e)
     assert count(at(qdir), source="more/podcast.md", sha256=store.sha256_bytes(PODCAST.encode())) == 0
     faiss = engine(tmp_path, data)
     assert faiss.report.added == ["extra.srt", "interview.txt", "more/podcast.md"]
-    assert faiss.report.passages == e.report.passages
+    assert faiss.report.windows == e.report.windows
     assert_answers_as_faiss(e, faiss)
     again = engine(tmp_path, data, embedder=(fake := FakeEmbedder()), backend=embedded(qdir))
-    assert again.report.embedded_passages == sum(fake.calls) == 0 and len(again.report.unchanged) == 3
+    assert again.report.embedded_windows == sum(fake.calls) == 0 and len(again.report.unchanged) == 3
     assert_same(at(qdir).load(), e.state.stored)
 
 
@@ -279,7 +279,7 @@ def test_a_save_cut_short_before_the_record_keeps_the_previous_one(tmp_path, sma
     assert_same(s.load(), before)  # but nothing vouches for them
     fake = FakeEmbedder()
     e = engine(tmp_path, small, embedder=fake, backend=embedded(qdir))
-    assert report_of(e) == changed() and e.report.embedded_passages == sum(fake.calls) == new_rows()
+    assert report_of(e) == changed() and e.report.embedded_windows == sum(fake.calls) == new_rows()
     assert_holds_exactly(s, e)
     assert_same(s.load(), e.state.stored)
     assert_answers_as_faiss(e, engine(tmp_path, small))
@@ -300,7 +300,7 @@ def test_a_view_that_was_not_saved_is_never_searched_in_the_collection(tmp_path,
     notes = small / "notes.txt"
     mtime = notes.stat().st_mtime_ns + 1_000_000_000
     os.utime(notes, ns=(mtime, mtime))
-    assert e.refresh() == ["notes.txt"] and e.report.embedded_passages == 0
+    assert e.refresh() == ["notes.txt"] and e.report.embedded_windows == 0
     assert list(e.state.stored.files)[0] == "extra.srt"  # its rows come first
     start, end = 0, e.state.stored.files["extra.srt"].rows
     _, found = e.index.search(e.vectors[start:end], 1)
@@ -341,9 +341,9 @@ def test_a_collection_of_another_format_is_rebuilt_not_used(tmp_path, small, qdi
     e = engine(tmp_path, small, embedder=fake, logs=logs, backend=embedded(qdir))
     assert any("rebuilding the index" in line and why in line for line in logs), logs
     assert e.report.added == ["more/field.vtt", "more/podcast.md", "notes.txt"]
-    assert e.report.embedded_passages == e.report.passages == sum(fake.calls)
+    assert e.report.embedded_windows == e.report.windows == sum(fake.calls)
     assert_same(s.load(), e.state.stored)
-    assert count(s) == e.report.passages + 1
+    assert count(s) == e.report.windows + 1
     assert s.client.get_collection(s.name).config.params.vectors["dense"].size == 32
     assert_answers_as_faiss(e, engine(tmp_path, small))
 
@@ -416,10 +416,10 @@ def test_sigkill_while_syncing_never_serves_a_partial_index(tmp_path, small, qdi
     fake = FakeEmbedder()
     e = engine(tmp_path, small, embedder=fake, backend=embedded(qdir))
     if stage == "recorded":
-        assert e.report.unchanged == recorded and e.report.embedded_passages == sum(fake.calls) == 0
+        assert e.report.unchanged == recorded and e.report.embedded_windows == sum(fake.calls) == 0
         assert count(s, source="more/field.vtt") == 0  # load() dropped the points no record lists
     else:
-        assert report_of(e) == changed() and e.report.embedded_passages == sum(fake.calls) == new_rows()
+        assert report_of(e) == changed() and e.report.embedded_windows == sum(fake.calls) == new_rows()
         assert_holds_exactly(s, e)
     assert e.report.saved
     assert_same(s.load(), e.state.stored)

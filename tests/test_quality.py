@@ -1,5 +1,6 @@
 """The real packaged model judged on every shared eval set, beside its own baselines."""
 
+import numpy as np
 import pytest
 from conftest import INTERVIEW, ROOT, SHARED, read_exact
 
@@ -10,17 +11,51 @@ pytestmark = pytest.mark.integration
 EVAL = SHARED / "eval"
 
 
-@pytest.fixture(scope="session")
-def suite(tmp_path_factory):
+class Remembering:
+    """The real model, remembering what it embedded: the same transcripts indexed again on
+    another backend get the very vectors FAISS got, and a question asked again (by another
+    test, another backend or a baseline) its own vectors, without running the model twice."""
+
+    def __init__(self, embedder) -> None:
+        self.embedder = embedder
+        self.seen: dict[str, tuple] = {}  # encode_tokens' three outputs, by text
+        self.plain: dict[str, np.ndarray] = {}  # encode's, by text
+
+    def __getattr__(self, name: str):
+        return getattr(self.embedder, name)
+
+    def encode_tokens(self, texts, batch_size: int = 64, progress: bool = False):
+        todo = [t for t in dict.fromkeys(texts) if t not in self.seen]
+        if todo:
+            vectors, tokens, pieces = self.embedder.encode_tokens(todo, batch_size, progress)
+            self.seen.update(zip(todo, zip(vectors, tokens, pieces, strict=True), strict=True))
+        rows = [self.seen[t] for t in texts]
+        vectors = np.array([r[0] for r in rows], np.float32).reshape(len(rows), self.embedder.dim)
+        return vectors, [r[1] for r in rows], [r[2] for r in rows]
+
+    def encode(self, texts, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if t not in self.plain]
+        if todo:
+            self.plain.update(zip(todo, self.embedder.encode(todo, batch_size, progress), strict=True))
+        return np.array([self.plain[t] for t in texts], np.float32).reshape(len(texts), self.embedder.dim)
+
+
+@pytest.fixture(scope="module")
+def remembering(embedder) -> Remembering:
+    return Remembering(embedder)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory, remembering, interview_index):
     """(set, engine, scores by retriever) for every set of ../shared/eval and eval/."""
     if not EVAL.is_dir():
         pytest.skip("the shared eval sets are not beside the project")
-    engines, out = {}, []
+    interview = Engine(INTERVIEW, interview_index, embedder=remembering, progress=False, log=lambda m: None)
+    engines, out = {INTERVIEW: interview}, []
     for s in ev.discover(EVAL, INTERVIEW) + ev.discover(ROOT / "eval", INTERVIEW):
         if s.data not in engines:
-            engines[s.data] = Engine(
-                s.data, tmp_path_factory.mktemp("index"), progress=False, log=lambda m: None
-            )
+            engines[s.data] = Engine(s.data, tmp_path_factory.mktemp("index"), embedder=remembering,
+                                     progress=False, log=lambda m: None)  # fmt: skip
         scores = {x.name: x for x in ev.evaluate(engines[s.data], s.questions, s.off_topic)}
         out.append((s, engines[s.data], scores))
     return out
@@ -85,7 +120,7 @@ def _without_scores(answer: dict) -> dict:
     return {**answer, "quotes": [same(q) for q in answer["quotes"]], "closest": closest, "confidence": None}
 
 
-def test_qdrant_gives_the_answers_faiss_gives(suite, tmp_path_factory):
+def test_qdrant_gives_the_answers_faiss_gives(suite, tmp_path_factory, remembering):
     """`--backend qdrant` stores the same vectors: every answer of every shared set (the first 40
     questions of each) is the same, quote for quote, through the embedded Qdrant client."""
     from embeddings.qdrant import QdrantStore, connect
@@ -95,7 +130,8 @@ def test_qdrant_gives_the_answers_faiss_gives(suite, tmp_path_factory):
     for n, (s, faiss_engine, _) in enumerate(suite):
         if s.data not in engines:
             engines[s.data] = Engine(
-                s.data, tmp_path_factory.mktemp("index"), progress=False, log=lambda m: None,
+                s.data, tmp_path_factory.mktemp("index"), embedder=remembering, progress=False,
+                log=lambda m: None,
                 backend=lambda _dir, model, n=n: QdrantStore(client, model, "test", f"set{n}", embedded=True),
             )  # fmt: skip
         qdrant_engine = engines[s.data]

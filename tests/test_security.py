@@ -288,7 +288,7 @@ def test_a_big_single_turn_upload_is_refused_while_the_app_answers(app):
         answers_everywhere(base)
         time.sleep(0.3)
     worker.join()
-    assert "passages to index, over the limit" in said[0], said
+    assert "windows to index, over the limit" in said[0], said
     assert rss_mb(base) < 2000
 
 

@@ -70,7 +70,7 @@ def test_uploads_are_still_there_after_a_restart_with_nothing_embedded(data, tmp
     fake = FakeEmbedder()
     again = engine(data, tmp_path, fake)
     assert set(again.transcripts) == {"interview.txt", f"uploads/{path.name}"}
-    assert again.report.embedded_passages == 0 and sum(fake.calls) == 0
+    assert again.report.embedded_windows == 0 and sum(fake.calls) == 0
     assert "Warming seas" in again.ask(QUESTION).quotes[0].text
 
 
