@@ -55,11 +55,14 @@ class Stored:
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     tokens: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float16))
     token_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    held: frozenset[str] = frozenset()  # files whose vectors only the backend holds (Qdrant Edge)
 
     def parts(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Each file's (vectors, tokens, token_counts)."""
+        """Each file's (vectors, tokens, token_counts), of the files whose arrays are here."""
         out, row, passage, token = {}, 0, 0, 0
         for name, entry in self.files.items():
+            if name in self.held:
+                continue
             counts = self.token_counts[passage : passage + entry.passages]
             n = int(counts.sum())
             out[name] = (self.vectors[row : row + entry.rows], self.tokens[token : token + n], counts)
@@ -229,6 +232,10 @@ class Backend(Protocol):
 
     def problem(self) -> str | None: ...  # why it cannot be searched now (a server down), or None
 
+    def signals(self, stored: Stored) -> object | None: ...  # qa.retrieve.Signals; None: in memory
+
+    def whole(self, stored: Stored) -> Stored: ...  # with the arrays of its held files, to rank in memory
+
 
 class FaissFolder:
     """Vectors in `<index-dir>/<model-slug>/`, searched in memory by an exact inner-product index."""
@@ -254,6 +261,13 @@ class FaissFolder:
 
     def problem(self) -> str | None:
         return None
+
+    def signals(self, stored: Stored) -> None:
+        """None: the vectors are in memory, and qa.retrieve ranks them there (`InMemory`)."""
+        return None
+
+    def whole(self, stored: Stored) -> Stored:
+        return stored
 
 
 # --- sync: what changed, embed only that -------------------------------------------------------
@@ -283,6 +297,7 @@ class Source:
     rows: int
     passages: int
     spans: Callable[[], list[tuple[int, int]]] = lambda: []  # (start, end) of each window in the file
+    lexical: Callable[[], list[str]] = lambda: []  # the words BM25 reads of each window (Edge)
 
 
 class Embeds(Protocol):
@@ -317,9 +332,11 @@ def sync(
         log(f"embedding {len(texts)} passages from {len(todo)} transcript(s)…")
     fresh, fresh_tokens, _ = embedder.encode_tokens(texts, progress=progress and len(texts) > 64)
     dim = fresh.shape[1] if len(texts) else (old.dim if old else embedder.dim)
-    vectors, tokens, counts, files, offset = [], [], [], {}, 0
+    vectors, tokens, counts, files, offset, held = [], [], [], {}, 0, set()
     for key, src in sources.items():
-        if key in todo:
+        if key not in todo and key not in old_parts:
+            held.add(key)  # unchanged, and its vectors are in the backend only
+        elif key in todo:
             vectors.append(fresh[offset : offset + src.rows])
             singles = fresh_tokens[offset : offset + src.passages]  # windows of one sentence
             tokens += singles
@@ -335,10 +352,10 @@ def sync(
         model, dim, files,
         np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
         np.concatenate(tokens) if tokens else np.zeros((0, dim), np.float16),
-        np.concatenate(counts) if counts else np.zeros(0, np.int32),
+        np.concatenate(counts) if counts else np.zeros(0, np.int32), frozenset(held),
     )  # fmt: skip
     report.embedded_passages = len(texts)
-    report.passages = len(stored.vectors)
+    report.passages = sum(f.rows for f in files.values())
     if todo or report.removed or old is None or unsaved:
         try:
             backend.save(stored, sources)
@@ -346,4 +363,9 @@ def sync(
             report.saved = False
             log(f"warning: cannot write the index to {backend} ({e.strerror or e}); "
                 "serving from memory, it will be rebuilt on the next start")  # fmt: skip
+            stored = backend.whole(stored)
+        else:
+            if getattr(backend, "holds_vectors", False):  # it searches them: none are kept here
+                empty = np.zeros((0, dim), np.float32), np.zeros((0, dim), np.float16), np.zeros(0, np.int32)
+                stored = Stored(model, dim, files, *empty, held=frozenset(files))
     return stored, report
