@@ -46,6 +46,7 @@ from embeddings.qdrant import BackendUnavailable, _reason
 BATCH = 512  # points per upsert
 RECORD_ID = 1  # no window has an id below 1 << 32
 ROW_BITS = 32
+TIE = 1e-5  # BM25 scores this close are equal: qa/retrieve.py's TIE, the contract of `bm25_top`
 
 
 def file_id(key: str, sha256: str) -> str:
@@ -174,7 +175,15 @@ class EdgeStore:
         shutil.rmtree(self.path, ignore_errors=True)
 
     def problem(self) -> str | None:
-        return None  # in this process: there is no server to lose
+        """Why the shard cannot be searched now (closed under us, damaged on disk), or None."""
+        if self.shard is None:
+            return None
+        try:
+            with self._reach():
+                self.shard.info()
+        except BackendUnavailable as e:
+            return str(e)
+        return None
 
     def has_files(self) -> bool:
         return self.path.exists() and any(self.path.iterdir())
@@ -475,8 +484,13 @@ class EdgeSignals:
 
         if not terms or (allowed is not None and not allowed.any()):
             return []
-        found = self._query(TextQuery("t", " ".join(terms)), k, self._where(allowed))
-        return [(r, s) for r, s in found if s > 0]
+        query, where, limit = TextQuery("t", " ".join(terms)), self._where(allowed), k
+        while True:  # the k best, and all those tied with the k-th (qa/retrieve.py, `TIE`)
+            found = [(r, s) for r, s in self._query(query, limit, where) if s > 0]
+            if len(found) < limit or found[-1][1] < found[k - 1][1] - TIE:
+                break
+            limit *= 4
+        return [(r, s) for r, s in found if len(found) <= k or s >= found[k - 1][1] - TIE]
 
     def bm25(self, terms: list[str], rows: np.ndarray) -> np.ndarray:
         from qdrant_edge import Filter, HasIdCondition, TextQuery

@@ -35,6 +35,7 @@ WEIGHTS = {"dense": 1.0, "maxsim": 1.0, "lexical": 0.5}  # of the z-scores (benc
 PREFER_ANSWER = 1.2  # in z-units, taken off an interviewer's window (bench/tune.py)
 SEEN_PENALTY = 0.5  # in z-units: a follow-up ranks the quote just shown this much lower
 STEM = 6  # prefix stemming: "intervenes", "intervention" -> "interv"
+TIE = 1e-5  # BM25 scores this close are equal (float rounding differs between backends)
 
 STOPWORDS = frozenset(
     """a about above after again all also am an and any are as at be been before being below
@@ -214,7 +215,8 @@ class Signals(Protocol):
         ...
 
     def bm25_top(self, terms: list[str], k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
-        """Up to k windows with a BM25 score above 0 for these terms (`tokenize`d), as (row, score)."""
+        """The k windows of best BM25 score above 0 for these terms (`tokenize`d), as (row, score),
+        with every window whose score is within TIE of the k-th (many windows tie on one word)."""
         ...
 
     def bm25(self, terms: list[str], rows: np.ndarray) -> np.ndarray:
@@ -268,7 +270,11 @@ class InMemory:
         lexical = self._scores(terms)
         if allowed is not None:
             lexical = np.where(allowed, lexical, 0.0)
-        return [(int(i), float(lexical[i])) for i in _top(lexical, k) if lexical[i] > 0]
+        found = np.flatnonzero(lexical > 0)
+        if len(found) > k:  # and those tied with the k-th: no backend's order among equals decides
+            kth = -np.partition(-lexical[found], k - 1)[k - 1]
+            found = found[lexical[found] >= kth - TIE]
+        return [(int(i), float(lexical[i])) for i in found]
 
     def bm25(self, terms: list[str], rows: np.ndarray) -> np.ndarray:
         return self._scores(terms)[rows]

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from conftest import INTERVIEW, ROOT, FakeEmbedder, env_for_subprocess, read_exact
 
-from embeddings import index as store
 from embeddings import edge
+from embeddings import index as store
 from qa.answer import build
 from qa.engine import Engine, QuestionError
 from qa.retrieve import Hit, window_text, windows
