@@ -334,6 +334,15 @@ class EdgeStore:
         stale = Filter(must_not=[HasIdCondition({RECORD_ID}), _listed(keep)])
         self.shard.update(UpdateOperation.delete_points_by_filter(stale))
 
+    def saved(self, stored: Stored) -> Stored:
+        """Nothing of it: the shard holds and searches every vector now."""
+        empty = (
+            np.zeros((0, stored.dim), np.float32),
+            np.zeros((0, stored.dim), np.float16),
+            np.zeros(0, np.int32),
+        )
+        return Stored(stored.model, stored.dim, stored.files, *empty, held=frozenset(stored.files))
+
     def searchable(self, stored: Stored) -> EdgeSignals:
         return EdgeSignals(self, stored)
 

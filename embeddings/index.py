@@ -458,10 +458,9 @@ def _embed(
     for start in range(0, len(texts), CHUNK):
         v, tokens, _ = embedder.encode_tokens(texts[start : start + CHUNK])
         vectors[start : start + len(v)] = v
-        for keep, t in zip(singles[start : start + CHUNK], tokens, strict=True):
-            if keep:
-                spool.write(np.ascontiguousarray(t, dtype="<f2").tobytes())
-                counts.append(len(t))
+        for i in np.flatnonzero(singles[start : start + CHUNK]):
+            spool.write(np.ascontiguousarray(tokens[i], dtype="<f2").tobytes())
+            counts.append(len(tokens[i]))
         if log and len(texts) > CHUNK and (start // CHUNK) % 10 == 9:
             log(f"embedded {start + len(v)} of {len(texts)} passages")
     return vectors, np.array(counts, np.int32)

@@ -334,6 +334,16 @@ class QdrantStore:
     def searchable(self, stored: Stored) -> QdrantSearch:
         return QdrantSearch(self, stored)
 
+    def signals(self, stored: Stored) -> None:
+        """None: MaxSim and BM25 are ranked in memory over what `load` read (qa/retrieve.py)."""
+        return None
+
+    def whole(self, stored: Stored) -> Stored:
+        return stored
+
+    def saved(self, stored: Stored) -> Stored:
+        return stored
+
 
 class QdrantSearch:
     """FAISS's search signature over the collection: rows of `stored`, nearest by cosine."""
