@@ -278,9 +278,9 @@ class Searchable(Protocol):
 class Backend(Protocol):
     """Where vectors live. The engine decides what to (re)embed; a backend stores and searches.
 
-    FaissFolder is the one here; QdrantStore (embeddings/qdrant.py) keeps the same vectors in a
-    Qdrant collection named after the model as the folder is. `save` gets the sources too, for
-    a backend that records each window's span.
+    FaissFolder is the one here; EdgeStore (embeddings/edge.py) keeps them in a Qdrant Edge shard
+    and computes the ranking's signals there; QdrantStore (embeddings/qdrant.py) on a server.
+    `save` gets the sources too, for a backend that records each window's span and BM25 words.
     """
 
     def has_files(self) -> bool: ...  # anything stored, so that a failed load deserves a warning
