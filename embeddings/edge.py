@@ -70,7 +70,7 @@ class Folder:
                 "stop it or give another --qdrant-path"
             ) from None
         self.shards: dict[str, object] = {}
-        self.lock = threading.RLock()  # calls take turns: a save and a search from two threads
+        self.lock = threading.RLock()  # shard calls take turns (`Locked`)
 
     def close(self) -> None:
         with self.lock:
@@ -80,6 +80,23 @@ class Folder:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+
+
+class Locked:
+    """A shard whose calls take turns: the watcher saves while requests search, and each call,
+    not a whole save, holds the folder's lock, so searches go on between a save's batches."""
+
+    def __init__(self, shard, lock: threading.RLock) -> None:
+        self._shard, self._lock = shard, lock
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._shard, name)
+
+        def call(*args, **kwargs):
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return call
 
 
 _folders: dict[str, Folder] = {}
@@ -143,8 +160,7 @@ class EdgeStore:
     def _reach(self) -> Iterator[None]:
         """The engine's errors (a disk full, a damaged shard) as BackendUnavailable, an OSError."""
         try:
-            with self.folder.lock:
-                yield
+            yield
         except (IndexUnusable, BackendUnavailable):
             raise
         except Exception as e:  # noqa: BLE001 - the engine raises plain Exception
@@ -162,7 +178,7 @@ class EdgeStore:
             if not (self.path / "edge_config.json").exists() and not (self.path / "segments").exists():
                 return None
             try:
-                self.folder.shards[self.name] = EdgeShard.load(str(self.path))
+                self.folder.shards[self.name] = Locked(EdgeShard.load(str(self.path)), self.folder.lock)
             except Exception as e:  # noqa: BLE001
                 raise IndexUnusable(f"{self} cannot be opened ({_reason(e)})") from None
         return self.shard
@@ -292,7 +308,9 @@ class EdgeStore:
             self._drop()
         self._slots, self._present = {}, set()
         shutil.rmtree(self.path, ignore_errors=True)
-        self.folder.shards[self.name] = shard = EdgeShard.create(str(self.path), _config(dim))
+        self.folder.shards[self.name] = shard = Locked(
+            EdgeShard.create(str(self.path), _config(dim)), self.folder.lock
+        )
         shard.update(UpdateOperation.create_field_index("file", PayloadSchemaType.Keyword))
         shard.update(UpdateOperation.create_field_index("source", PayloadSchemaType.Keyword))
         words = TextIndexParams(tokenizer=TokenizerType.Whitespace, lowercase=False, scoring=True)
