@@ -156,6 +156,11 @@ class EdgeStore:
     def __str__(self) -> str:
         return f"Qdrant Edge shard {self.path}"
 
+    @property
+    def scratch(self) -> Path:
+        """Where a build spools token vectors before they are upserted."""
+        return self.folder.path
+
     @contextmanager
     def _reach(self) -> Iterator[None]:
         """The engine's errors (a disk full, a damaged shard) as BackendUnavailable, an OSError."""

@@ -313,6 +313,15 @@ class FaissFolder:
     def has_files(self) -> bool:
         return (self.folder / MANIFEST).exists() or (self.folder / INDEX_FILE).exists()
 
+    @property
+    def scratch(self) -> Path | None:
+        """Where a build spools token vectors: beside the index (not /tmp, often in memory)."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return None
+        return self.folder
+
     def load(self) -> Stored:
         return load(self.folder, self.model)
 
@@ -408,26 +417,29 @@ def sync(
     dim = embedder.dim if texts or not old else old.dim
     scratch = getattr(backend, "scratch", None)  # where temp files go: beside the index
     spool = tempfile.TemporaryFile(dir=scratch)  # the fresh token vectors, in order
-    fresh, fresh_counts = _embed(texts, singles, embedder, spool, dim, log if progress else None)
-    vectors, counts, files, offset, passage, held = [], [], {}, 0, 0, set()
+    fresh_index, fresh_counts = _embed(texts, singles, embedder, spool, dim, log if progress else None)
+    fresh = rows_of(fresh_index)
+    # The rows go straight into a FAISS index, the one copy there is of them (saved as it is).
+    index = fresh_index if all(key in todo for key in sources) else faiss.IndexFlatIP(dim)
+    counts, files, offset, passage, held = [], {}, 0, 0, set()
     for key, src in sources.items():
         if key not in todo and key not in old_parts:
             held.add(key)  # unchanged, and its vectors are in the backend only
         elif key in todo:
-            vectors.append(fresh[offset : offset + src.rows])
+            if index is not fresh_index:
+                index.add(np.ascontiguousarray(fresh[offset : offset + src.rows]))
             counts.append(fresh_counts[passage : passage + src.passages])
             offset, passage = offset + src.rows, passage + src.passages
         else:
             v, tok, c = old_parts[key]
-            vectors.append(v)
+            index.add(np.ascontiguousarray(v, dtype=np.float32))
             counts.append(c)
         files[key] = FileEntry(src.sha256, src.rows, src.passages)
+    del fresh, fresh_index
     tokens = _tokens_in_order(sources, todo, old_parts, held, spool, fresh_counts, dim, scratch)
     stored = Stored(
-        model, dim, files,
-        np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
-        tokens,
-        np.concatenate(counts) if counts else np.zeros(0, np.int32), frozenset(held),
+        model, dim, files, rows_of(index), tokens,
+        np.concatenate(counts) if counts else np.zeros(0, np.int32), frozenset(held), index,
     )  # fmt: skip
     report.embedded_passages = len(texts)
     report.passages = sum(f.rows for f in files.values())
@@ -450,14 +462,15 @@ CHUNK = 1024  # windows embedded at a time: the model's padded token tensors of 
 def _embed(
     texts: list[str], singles: np.ndarray, embedder: Embeds, spool, dim: int,
     log: Callable[[str], None] | None,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Unit vectors of `texts`, and the token counts of the `singles`, whose token vectors are
-    appended to `spool` as float16 rows. Chunk by chunk: nothing else of the model's output is kept."""
-    vectors = np.zeros((len(texts), dim), np.float32)
+) -> tuple[faiss.IndexFlatIP, np.ndarray]:  # fmt: skip
+    """Unit vectors of `texts` in a FAISS index, and the token counts of the `singles`, whose token
+    vectors are appended to `spool` as float16 rows. Chunk by chunk: nothing else of the model's
+    output is kept."""
+    vectors = faiss.IndexFlatIP(dim)
     counts = []
     for start in range(0, len(texts), CHUNK):
         v, tokens, _ = embedder.encode_tokens(texts[start : start + CHUNK])
-        vectors[start : start + len(v)] = v
+        vectors.add(np.ascontiguousarray(v, dtype=np.float32))
         for i in np.flatnonzero(singles[start : start + CHUNK]):
             spool.write(np.ascontiguousarray(tokens[i], dtype="<f2").tobytes())
             counts.append(len(tokens[i]))
