@@ -217,12 +217,15 @@ class EdgeStore:
 
     def _fits(self, dim: int) -> str | None:
         """Why the shard's vectors are not ours (names, sizes), or None: a query of each tells."""
-        from qdrant_edge import Query, QueryRequest
+        from qdrant_edge import Filter, HasIdCondition, Query, QueryRequest
 
         probe = [1.0] + [0.0] * (dim - 1)
+        record_only = Filter(must=[HasIdCondition({RECORD_ID})])  # checked, not a scan of every point
         for name, vector in (("dense", probe), ("tokens", [probe])):
             try:
-                self.shard.query(QueryRequest(limit=1, query=Query.Nearest(vector, using=name)))
+                self.shard.query(
+                    QueryRequest(limit=1, query=Query.Nearest(vector, using=name), filter=record_only)
+                )
             except Exception as e:  # noqa: BLE001
                 return f"its vector {name!r} is not {dim} dimensions ({_reason(e)})"
         return None
