@@ -1,7 +1,9 @@
-"""The index in Qdrant: the same vectors as the FAISS folder, in one collection per model.
+"""The index on a Qdrant server: the same vectors as the FAISS folder, in one collection per model.
 
-A server or cluster (`--qdrant-url`, key from $QA_QDRANT_API_KEY) or the client's embedded mode
-(`--qdrant-path DIR`), which runs in-process. The collection is named after the model's identity as
+A server or cluster (`--qdrant-url`, key from $QA_QDRANT_API_KEY). `connect(path=DIR)` opens the
+client's local mode instead, which stands in for a server in tests only: `--qdrant-path` runs
+Qdrant Edge (embeddings/edge.py). The vectors are read into memory at start and ranked there, as
+the FAISS folder's are. The collection is named after the model's identity as
 the FAISS folder is (`all-minilm-l6-v2-53aa51172d14`). Each window of a transcript is one point:
 
     vector "dense"    its unit vector; cosine distance
@@ -337,6 +339,16 @@ class QdrantStore:
 
     def searchable(self, stored: Stored) -> QdrantSearch:
         return QdrantSearch(self, stored)
+
+    def signals(self, stored: Stored) -> None:
+        """None: MaxSim and BM25 are ranked in memory over what `load` read (qa/retrieve.py)."""
+        return None
+
+    def whole(self, stored: Stored) -> Stored:
+        return stored
+
+    def saved(self, stored: Stored) -> Stored:
+        return stored
 
 
 class QdrantSearch:

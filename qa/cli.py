@@ -49,7 +49,7 @@ def add_data_options(parser: argparse.ArgumentParser, comma_models: bool = False
         "from $QA_QDRANT_API_KEY only",
     )
     parser.add_argument("--qdrant-path", type=Path, default=None, metavar="DIR",
-                        help="Qdrant embedded in this process, its data in DIR "
+                        help="Qdrant's engine (Qdrant Edge) in this process, its data in DIR "
                              "(default without a URL: INDEX_DIR/qdrant)")  # fmt: skip
 
 
@@ -67,12 +67,15 @@ def backend_from(args: argparse.Namespace, namespace: str = ""):
         return store.FaissFolder
     if url and args.qdrant_path:
         raise ValueError("give --qdrant-url or --qdrant-path, not both")
+    if not url:  # Qdrant's engine in this process (embeddings/edge.py)
+        from embeddings import edge
+
+        folder = edge.connect(args.qdrant_path or args.index_dir / "qdrant")
+        return lambda _index_dir, model: edge.EdgeStore(folder, model, namespace)
     from embeddings.qdrant import QdrantStore, connect
 
-    path = None if url else args.qdrant_path or args.index_dir / "qdrant"
-    client = connect(url, path, os.environ.get("QA_QDRANT_API_KEY") or None)
-    where = url or str(path)
-    return lambda _index_dir, model: QdrantStore(client, model, where, namespace, embedded=url is None)
+    client = connect(url, None, os.environ.get("QA_QDRANT_API_KEY") or None)
+    return lambda _index_dir, model: QdrantStore(client, model, url, namespace)
 
 
 def _suite(parser: argparse.ArgumentParser) -> None:

@@ -23,7 +23,17 @@ from embeddings import index as store
 from embeddings.model import Embedder
 from qa.answer import Answer, build
 from qa.conversation import searched_as
-from qa.retrieve import Hit, Query, Ranker, content_tokens, demote_seen, window_text, windows, without_echo
+from qa.retrieve import (
+    Hit,
+    Query,
+    Ranker,
+    content_tokens,
+    demote_seen,
+    lexical_doc,
+    window_text,
+    windows,
+    without_echo,
+)
 from qa.transcript import SUFFIXES, Transcript, TranscriptError, parse, read_text
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -425,8 +435,13 @@ class Engine:
         report.skipped = skipped
         passages = [p for t in transcripts.values() for p in t.passages]
         # A view the backend could not store is searched in memory: the backend lacks its files.
-        index = self.backend.searchable(stored) if report.saved else store.to_faiss(stored.vectors)
-        ranker = Ranker(passages, stored.vectors, stored.tokens, stored.token_counts, index)
+        signals = self.backend.signals(stored) if report.saved else None
+        if signals is not None:  # the backend computes them (Qdrant Edge): no arrays here
+            index = signals
+            ranker = Ranker(passages, signals=signals)
+        else:
+            index = self.backend.searchable(stored) if report.saved else store.to_faiss(stored.vectors)
+            ranker = Ranker(passages, stored.vectors, stored.tokens, stored.token_counts, index)
         texts = {t.source: t.text for t in transcripts.values()}
         titles = {t.source: t.title for t in transcripts.values()}
         keys = {t.source: k for k, t in transcripts.items()}
@@ -506,6 +521,7 @@ class Engine:
                 lambda t=t, spans=spans: [window_text(t.passages, w) for w in spans],
                 len(spans), len(t.passages),
                 lambda t=t, spans=spans: [(t.passages[w.first].start, t.passages[w.last].end) for w in spans],
+                lambda t=t, spans=spans: [lexical_doc(t.passages, w) for w in spans],
             )  # fmt: skip
         return store.sync(
             self.backend, old, sources, embedder, self.embedder.identity, self.log, progress, unsaved

@@ -20,6 +20,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from scipy import sparse
@@ -34,6 +35,7 @@ WEIGHTS = {"dense": 1.0, "maxsim": 1.0, "lexical": 0.5}  # of the z-scores (benc
 PREFER_ANSWER = 1.2  # in z-units, taken off an interviewer's window (bench/tune.py)
 SEEN_PENALTY = 0.5  # in z-units: a follow-up ranks the quote just shown this much lower
 STEM = 6  # prefix stemming: "intervenes", "intervention" -> "interv"
+TIE = 1e-5  # BM25 scores this close are equal (float rounding differs between backends)
 
 STOPWORDS = frozenset(
     """a about above after again all also am an and any are as at be been before being below
@@ -127,6 +129,11 @@ def _context(passages: Sequence[Passage], w: Window) -> str:
     return " ".join([p.speaker, asked, p.section, *(q.text for q in passages[w.first : w.last + 1])])
 
 
+def lexical_doc(passages: Sequence[Passage], w: Window) -> str:
+    """The words BM25 reads of a window (`tokenize`d), as an engine's text index is given them."""
+    return " ".join(tokenize(_context(passages, w)))
+
+
 class Bm25:
     """BM25 over a fixed list of documents, as a sparse doc x term matrix of term weights."""
 
@@ -143,9 +150,11 @@ class Bm25:
             cols += list(counts)
             tfs += list(counts.values())
             lengths.append(len(toks))
-        n = max(len(docs), 1)
+        # Documents without a word are not counted, as a text index does not hold them
+        # (embeddings/edge.py): both backends score alike.
         length = np.array(lengths, dtype=np.float32)
-        avg = float(length.mean()) if len(length) and length.mean() > 0 else 1.0
+        n = max(int((length > 0).sum()), 1)
+        avg = float(length.sum()) / n if length.sum() > 0 else 1.0
         cols_a, rows_a = np.array(cols, dtype=np.int64), np.array(rows, dtype=np.int64)
         df = np.bincount(cols_a, minlength=len(self.vocab))
         idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
@@ -185,31 +194,119 @@ def dense_search(index, query_vector: np.ndarray, k: int) -> list[tuple[int, flo
     return [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
 
 
-class Ranker:
-    """Windows of a list of passages with their vectors, token vectors and lexical index.
+class Signals(Protocol):
+    """What ranking asks of the place where windows live, by window row, and nothing more: the
+    fusion below is the same over every backend. `allowed` masks windows (None: all of them).
 
-    `vectors[i]` embeds `windows[i]`; `tokens` holds each passage's token vectors in passage
-    order, `token_counts[j]` of them for passage j."""
+    In memory (`InMemory`, over the arrays of the FAISS folder) or computed by an engine
+    (embeddings/edge.py, Qdrant Edge)."""
+
+    def nearest(self, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+        """The k windows nearest by cosine, best first, as (row, cosine)."""
+        ...
+
+    def cosine(self, vector: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The cosine of these windows to the vector."""
+        ...
+
+    def token_best(self, query_tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """For windows of one sentence: each query token's best cosine to any of its tokens,
+        shape (len(rows), len(query_tokens)); -1 for a window with no token vectors."""
+        ...
+
+    def bm25_top(self, terms: list[str], k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+        """The k windows of best BM25 score above 0 for these terms (`tokenize`d), as (row, score),
+        with every window whose score is within TIE of the k-th (many windows tie on one word)."""
+        ...
+
+    def bm25(self, terms: list[str], rows: np.ndarray) -> np.ndarray:
+        """The BM25 scores of these windows (0 where no term occurs)."""
+        ...
+
+
+class InMemory:
+    """The signals from arrays held in this process: the FAISS folder's vectors and token vectors,
+    and a BM25 index of the windows' lexical context built here."""
+
+    def __init__(
+        self, first: np.ndarray, vectors: np.ndarray, tokens: np.ndarray, token_counts: np.ndarray,
+        docs: Sequence[str], index=None,
+    ) -> None:  # fmt: skip
+        self.first, self.vectors, self.tokens, self.index = first, vectors, tokens, index
+        self.token_start = np.concatenate([[0], np.cumsum(token_counts)]).astype(np.int64)
+        self.lexical = Bm25(docs)
+
+    def nearest(self, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+        if allowed is None and self.index is not None:
+            return dense_search(self.index, vector, k)
+        rows = np.arange(len(self.vectors)) if allowed is None else np.flatnonzero(allowed)
+        sims = self.vectors[rows] @ vector
+        order = np.argsort(-sims, kind="stable")[:k]
+        return [(int(rows[i]), float(sims[i])) for i in order]
+
+    def cosine(self, vector: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return self.vectors[rows] @ vector
+
+    def token_best(self, query_tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        sentences = self.first[rows]
+        counts = self.token_start[sentences + 1] - self.token_start[sentences]
+        best = np.full((len(sentences), len(query_tokens)), -1.0, dtype=np.float32)
+        has = counts > 0
+        if has.any():
+            take = np.concatenate(
+                [np.arange(self.token_start[s], self.token_start[s + 1]) for s in sentences[has]]
+            )
+            sims = np.asarray(self.tokens[take], np.float32) @ query_tokens.T.astype(np.float32)
+            best[has] = np.maximum.reduceat(sims, np.concatenate([[0], np.cumsum(counts[has])[:-1]]), axis=0)
+        return best
+
+    def _scores(self, terms: list[str]) -> np.ndarray:
+        cols = sorted({self.lexical.vocab[w] for w in terms if w in self.lexical.vocab})
+        if not cols:
+            return np.zeros(self.lexical.matrix.shape[0], dtype=np.float32)
+        return np.asarray(self.lexical.matrix[:, cols].sum(axis=1)).ravel()
+
+    def bm25_top(self, terms: list[str], k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+        lexical = self._scores(terms)
+        if allowed is not None:
+            lexical = np.where(allowed, lexical, 0.0)
+        found = np.flatnonzero(lexical > 0)
+        if len(found) > k:  # and those tied with the k-th: no backend's order among equals decides
+            kth = -np.partition(-lexical[found], k - 1)[k - 1]
+            found = found[lexical[found] >= kth - TIE]
+        return [(int(i), float(lexical[i])) for i in found]
+
+    def bm25(self, terms: list[str], rows: np.ndarray) -> np.ndarray:
+        return self._scores(terms)[rows]
+
+
+class Ranker:
+    """Windows of a list of passages, ranked from the signals of where their vectors live.
+
+    Without `signals`, in memory: `vectors[i]` embeds `windows[i]`; `tokens` holds each passage's
+    token vectors in passage order, `token_counts[j]` of them for passage j."""
 
     def __init__(
         self,
         passages: Sequence[Passage],
-        vectors: np.ndarray,
-        tokens: np.ndarray,
-        token_counts: np.ndarray,
+        vectors: np.ndarray | None = None,
+        tokens: np.ndarray | None = None,
+        token_counts: np.ndarray | None = None,
         index=None,
+        signals: Signals | None = None,
     ) -> None:
         self.passages = list(passages)
         self.windows = windows(self.passages)
-        if len(vectors) != len(self.windows):
-            raise ValueError(f"{len(vectors)} vectors for {len(self.windows)} windows")
-        self.vectors, self.index = vectors, index
         self.first = np.array([w.first for w in self.windows], dtype=np.int64)
         self.last = np.array([w.last for w in self.windows], dtype=np.int64)
         self.single = np.flatnonzero(self.first == self.last)  # passage i alone is row single[i]
-        self.tokens = tokens
-        self.token_start = np.concatenate([[0], np.cumsum(token_counts)]).astype(np.int64)
-        self.lexical = Bm25([_context(self.passages, w) for w in self.windows])
+        if signals is None:
+            if vectors is None or len(vectors) != len(self.windows):
+                n = 0 if vectors is None else len(vectors)
+                raise ValueError(f"{n} vectors for {len(self.windows)} windows")
+            docs = [_context(self.passages, w) for w in self.windows]
+            signals = InMemory(self.first, vectors, tokens, token_counts, docs, index)
+        self.signals = signals
         self.sentence = Bm25([p.text for p in self.passages])  # word coverage and the baseline
         self.asker = np.array([self.passages[w.first].role == QUESTION for w in self.windows], dtype=bool)
 
@@ -219,25 +316,13 @@ class Ranker:
 
     def dense(self, vector: np.ndarray, allowed: np.ndarray | None, k: int) -> list[tuple[int, float]]:
         """The k windows nearest by cosine, among the allowed windows if a mask is given."""
-        if allowed is None and self.index is not None:
-            return dense_search(self.index, vector, k)
-        rows = np.arange(len(self.windows)) if allowed is None else np.flatnonzero(allowed)
-        sims = self.vectors[rows] @ vector
-        order = np.argsort(-sims, kind="stable")[:k]
-        return [(int(rows[i]), float(sims[i])) for i in order]
+        return self.signals.nearest(vector, k, allowed)
 
     def maxsim(self, query_tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Per window row: mean over query tokens of the best cosine to any of its tokens."""
+        """Per window row: mean over query tokens of the best cosine to any of its tokens. A
+        window of several sentences takes the best over its sentences' own token vectors."""
         sentences = np.unique(np.concatenate([np.arange(self.first[r], self.last[r] + 1) for r in rows]))
-        counts = self.token_start[sentences + 1] - self.token_start[sentences]
-        best = np.full((len(sentences), len(query_tokens)), -1.0, dtype=np.float32)  # per sentence
-        has = counts > 0
-        if has.any():
-            take = np.concatenate(
-                [np.arange(self.token_start[s], self.token_start[s + 1]) for s in sentences]
-            )
-            sims = self.tokens[take].astype(np.float32) @ query_tokens.T.astype(np.float32)
-            best[has] = np.maximum.reduceat(sims, np.concatenate([[0], np.cumsum(counts[has])[:-1]]), axis=0)
+        best = self.signals.token_best(query_tokens, self.single[sentences])  # per sentence
         a, b = np.searchsorted(sentences, self.first[rows]), np.searchsorted(sentences, self.last[rows])
         out = best[a]  # the max over each window's (consecutive) sentences
         for k in range(1, MAX_SENTENCES):
@@ -253,21 +338,19 @@ class Ranker:
     ) -> tuple[list[Hit], float]:
         """Candidate windows, best first, and the best window cosine (where confidence starts)."""
         allowed = self._windows_of(allowed)
-        lexical = self.lexical.scores(query.text)
-        if allowed is not None:
-            lexical = np.where(allowed, lexical, 0.0)
+        terms = sorted(set(tokenize(query.text)))
         dense = self.dense(query.vector, allowed, pool)
         candidates = {r for r, _ in dense}
-        candidates.update(int(i) for i in _top(lexical, pool) if lexical[i] > 0)
+        candidates.update(r for r, _ in self.signals.bm25_top(terms, pool, allowed))
         if not candidates:
             return [], 0.0
         # Every sentence of a candidate is scored alone too: that is how the highlight is chosen.
         singles = {int(self.single[s]) for r in candidates for s in range(self.first[r], self.last[r] + 1)}
         rows = np.array(sorted(candidates | singles), dtype=np.int64)
         score = (
-            WEIGHTS["dense"] * zscore(self.vectors[rows] @ query.vector)
+            WEIGHTS["dense"] * zscore(self.signals.cosine(query.vector, rows))
             + WEIGHTS["maxsim"] * zscore(self.maxsim(query.tokens, rows))
-            + WEIGHTS["lexical"] * zscore(lexical[rows])
+            + WEIGHTS["lexical"] * zscore(self.signals.bm25(terms, rows))
             - PREFER_ANSWER * self.asker[rows]
         )
         first, last = self.first[rows], self.last[rows]

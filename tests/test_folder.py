@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from conftest import INTERVIEW, ROOT, FakeEmbedder, env_for_subprocess, read_exact
 
+from embeddings import edge
 from embeddings import index as store
-from embeddings import qdrant
 from qa.answer import build
 from qa.engine import Engine, QuestionError
 from qa.retrieve import Hit, window_text, windows
@@ -78,17 +78,13 @@ Factory = Callable[[Path, dict[str, str]], store.Backend]
 
 
 def embedded(path: Path) -> Factory:
-    """The Engine's backend for Qdrant embedded in this process, its data in `path` (opened on first use)."""
-    return lambda _index_dir, model: qdrant.QdrantStore(
-        qdrant.connect(path=path), model, str(path), embedded=True
-    )
+    """The Engine's backend for Qdrant Edge in this process, its data in `path` (opened on first use)."""
+    return lambda _index_dir, model: edge.EdgeStore(edge.connect(path), model)
 
 
 def release(path: Path) -> None:
-    """Close this process's client of an embedded folder, so that another process may open it."""
-    client = qdrant._clients.pop(str(path.resolve()), None)
-    if client is not None:
-        client.close()
+    """Close this process's shards of a Qdrant Edge folder, so that another process may open it."""
+    edge.release(path)
 
 
 @dataclass(frozen=True)
@@ -101,7 +97,7 @@ class Backend:
 
 @pytest.fixture(params=["faiss", "qdrant"])
 def backend(request, tmp_path) -> Iterator[Backend]:
-    """The folder checks hold on either backend: the FAISS folder, or an embedded Qdrant one."""
+    """The folder checks hold on either backend: the FAISS folder, or a Qdrant Edge one."""
     if request.param == "faiss":
         yield Backend(store.FaissFolder)
         return
@@ -168,8 +164,10 @@ def test_incremental_add_change_delete(tmp_path, folder, backend):
     srt = parse_file(folder / "extra.srt").passages
     new_rows = len(windows(podcast)) + len(windows(srt))
     assert r.embedded_windows == new_rows == sum(fake.calls)
-    assert r.windows == len(e.vectors) == 166 + new_rows and r.sentences == len(e.passages)
-    assert len(e.passages) == len(e.token_counts) == 77 + len(podcast) + len(srt)
+    stored = e.backend.whole(e.state.stored)  # Qdrant Edge keeps them in its shard only
+    assert r.windows == len(e.ranker.windows) == len(stored.vectors) == 166 + new_rows
+    assert r.sentences == len(e.passages)
+    assert len(e.passages) == len(stored.token_counts) == 77 + len(podcast) + len(srt)
     assert not [p for p in e.passages if p.source.endswith("field.vtt")]
     again = engine(tmp_path, folder, embedder=FakeEmbedder(), backend=backend.factory)
     assert again.report.embedded_windows == 0 and len(again.report.unchanged) == 3

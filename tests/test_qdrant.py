@@ -1,14 +1,16 @@
-"""The index in Qdrant (embeddings/qdrant.py), embedded in the process: what the FAISS folder does, it does.
+"""The index on a Qdrant server (embeddings/qdrant.py, `--qdrant-url`): what the FAISS folder does, it does.
 
-Stored, searched, synced, cut short and killed as the FAISS folder is in test_index.py and
-test_faults.py; unreachable at start and while serving. The folder checks of test_folder.py run
-on this backend too (its `backend` fixture).
+No server runs here: the client's own local mode (`QdrantClient(path=...)`) stands in for one.
+Stored, searched, synced and cut short as the FAISS folder is in test_index.py; unreachable at
+start and while serving. Killed mid-sync and held by another process: test_edge.py, on Qdrant Edge,
+which is what `--qdrant-path` runs.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,13 +24,13 @@ from conftest import (
     FakeEmbedder,
     env_for_subprocess,
     free_port,
-    kill_when_paused,
     read_exact,
 )
 from qdrant_client import QdrantClient, models
-from test_folder import PODCAST, SRT, VTT, embedded, engine, release, rows
+from test_folder import PODCAST, SRT, VTT, engine, rows
 
 from embeddings import index as store
+from embeddings import qdrant
 from embeddings.qdrant import RECORD_ID, BackendUnavailable, QdrantStore, connect
 from qa.answer import Answer, Quote
 from qa.engine import Engine, QuestionError
@@ -78,6 +80,17 @@ def small(tmp_path: Path) -> Path:
     """With a short transcript for the interview: a sync that uploads every point takes a
     fraction of a second, not two (the embedded client commits each point to SQLite)."""
     return transcripts(tmp_path, "notes.txt", NOTES)
+
+
+def embedded(path: Path):
+    """The Engine's backend for the stand-in server: the client's local mode, its data in `path`."""
+    return lambda _index_dir, model: QdrantStore(connect(path=path), model, str(path), embedded=True)
+
+
+def release(path: Path) -> None:
+    client = qdrant._clients.pop(str(path.resolve()), None)
+    if client is not None:
+        client.close()
 
 
 @pytest.fixture
@@ -350,81 +363,6 @@ def test_a_collection_of_another_format_is_rebuilt_not_used(tmp_path, small, qdi
 
 # --- killed, refused, unreachable ---------------------------------------------------------------------
 
-# `python -m qa ...` with the fake embedder (as in test_faults.py), its Qdrant client stopped for good
-# at one write of a sync: just after the first upload of points ("points", the next file's not yet
-# sent), just before the record ("record"), or just after it ("recorded", the points of the files it
-# no longer lists not yet deleted). It touches MARKER when it stops there.
-PAUSED = """
-import runpy, sys, time
-sys.path.insert(0, {tests!r})
-from conftest import FakeEmbedder
-import qa.engine
-qa.engine.Embedder = lambda model=None: FakeEmbedder()
-from qdrant_client import QdrantClient
-from embeddings.qdrant import RECORD_ID
-marker, stage = sys.argv[1:3]
-real_upsert = QdrantClient.upsert
-def stop():
-    open(marker, "w").close()
-    time.sleep(300)
-def upsert(self, collection_name, points, **kwargs):
-    record = any(str(p.id) == RECORD_ID for p in points)
-    if record and stage == "record":
-        stop()
-    result = real_upsert(self, collection_name, points, **kwargs)
-    if stage == ("recorded" if record else "points"):
-        stop()
-    return result
-QdrantClient.upsert = upsert
-sys.argv = ["qa", *sys.argv[3:]]
-runpy.run_module("qa", run_name="__main__", alter_sys=True)
-"""
-
-
-def killed_at(tmp_path: Path, data: Path, qdir: Path, stage: str) -> None:
-    """`python -m qa index --json --backend qdrant --qdrant-path QDIR`, SIGKILLed where it stopped."""
-    marker = tmp_path / "paused"
-    args = ["index", "--json", "--data", str(data), "--backend", "qdrant", "--qdrant-path", str(qdir)]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", PAUSED.format(tests=str(ROOT / "tests")), str(marker), stage, *args],
-        cwd=ROOT, env=env_for_subprocess(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    kill_when_paused(proc, marker, stage)
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("stage", ["points", "record", "recorded"])
-def test_sigkill_while_syncing_never_serves_a_partial_index(tmp_path, small, qdir, stage):
-    """Killed before its record, a sync is done again from the last record: the files it did not
-    finish are embedded anew. Killed after, its record is whole: nothing is embedded again, and
-    the points it had yet to delete are never quoted. Either way the folder opens again."""
-    engine(tmp_path, small, backend=embedded(qdir))
-    release(qdir)
-    change(small)
-    podcast = small / "more" / "podcast.md"
-    killed_at(tmp_path, small, qdir, stage)
-    assert (qdir / ".lock").exists()  # the file stays; the lock on it died with the process:
-    s = at(qdir)  # this opens the folder, or raises BackendUnavailable ("already accessed")
-    # What the kill left: the new points of the first file, or of both; the record old, or new.
-    assert count(s, source="extra.srt") == rows(SRT, "s.srt")
-    uploaded = 0 if stage == "points" else rows(CHANGED_PODCAST, "p.md")
-    assert count(s, source="more/podcast.md", sha256=sha(podcast)) == uploaded
-    assert count(s, source="more/field.vtt") > 0
-    recorded = sorted(s.load().files)
-    assert recorded == (["extra.srt", "more/podcast.md", "notes.txt"] if stage == "recorded"
-                        else ["more/field.vtt", "more/podcast.md", "notes.txt"])  # fmt: skip
-    fake = FakeEmbedder()
-    e = engine(tmp_path, small, embedder=fake, backend=embedded(qdir))
-    if stage == "recorded":
-        assert e.report.unchanged == recorded and e.report.embedded_windows == sum(fake.calls) == 0
-        assert count(s, source="more/field.vtt") == 0  # load() dropped the points no record lists
-    else:
-        assert report_of(e) == changed() and e.report.embedded_windows == sum(fake.calls) == new_rows()
-        assert_holds_exactly(s, e)
-    assert e.report.saved
-    assert_same(s.load(), e.state.stored)
-    assert_answers_as_faiss(e, engine(tmp_path, small))
-
 
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT,
@@ -437,36 +375,17 @@ def test_connect_names_what_it_cannot_use(tmp_path):
     with pytest.raises(BackendUnavailable, match=re.escape(f"the Qdrant server at {url}: ")) as e:
         connect(url=url)
     assert isinstance(e.value, OSError) and "\n" not in str(e.value)
-    blocker = tmp_path / "afile"
-    blocker.write_text("not a folder", encoding="utf-8")
-    with pytest.raises(BackendUnavailable, match=re.escape(f"the Qdrant folder {blocker.resolve()}/qdrant")):
-        connect(path=blocker / "qdrant")
-    damaged = tmp_path / "damaged"
-    damaged.mkdir()
-    (damaged / "meta.json").write_text("garbage", encoding="utf-8")
-    with pytest.raises(BackendUnavailable, match="the folder is damaged: delete it"):
-        connect(path=damaged)
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("program", [["-m", "qa", "index", "--json"], ["app.py", "--port", "0"]])
-@pytest.mark.parametrize("case", ["unreachable", "path without qdrant", "folder held"])
-def test_backend_start_failures_exit_2_with_one_line(tmp_path, qdir, program, case):
-    """Before any model is loaded: exit 2 and one line that names the server or folder."""
+def test_an_unreachable_server_at_start_exits_2_with_one_line(tmp_path, program):
+    """Before any model is loaded: exit 2 and one line that names the server."""
     url = f"http://127.0.0.1:{free_port()}"
-    flags, message = {
-        "unreachable": (["--backend", "qdrant", "--qdrant-url", url], f"the Qdrant server at {url}: "),
-        "path without qdrant": (["--backend", "faiss", "--qdrant-path", str(qdir)], "need --backend qdrant"),
-        "folder held": (["--backend", "qdrant", "--qdrant-path", str(qdir)], "already accessed"),
-    }[case]
-    if case == "folder held":
-        connect(path=qdir)  # this process holds the folder
-    r = run(tmp_path, *program, "--data", str(INTERVIEW), *flags)
+    r = run(tmp_path, *program, "--data", str(INTERVIEW), "--backend", "qdrant", "--qdrant-url", url)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
-    if case == "folder held":
-        assert str(qdir.resolve()) in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and f"the Qdrant server at {url}: " in lines[0]
     assert not r.stdout
 
 
@@ -476,7 +395,8 @@ def test_unreachable_while_serving_then_back_without_a_restart(tmp_path, qdir):
 
     import app
 
-    e = Engine(INTERVIEW, tmp_path / "index", embedder=FakeEmbedder(), progress=False, log=lambda m: None,
+    interview = shutil.copy(INTERVIEW, tmp_path)  # in the working directory: quotes name it so
+    e = Engine(interview, tmp_path / "index", embedder=FakeEmbedder(), progress=False, log=lambda m: None,
                backend=embedded(qdir))  # fmt: skip
     question = "Is NATO a party to this war?"
     served = verbatim(e.ask(question)).to_dict()

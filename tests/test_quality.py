@@ -121,21 +121,21 @@ def _without_scores(answer: dict) -> dict:
 
 
 def test_qdrant_gives_the_answers_faiss_gives(suite, tmp_path_factory, remembering):
-    """`--backend qdrant` stores the same vectors: every answer of every shared set (the first 40
-    questions of each) is the same, quote for quote, through the embedded Qdrant client."""
-    from embeddings.qdrant import QdrantStore, connect
+    """`--backend qdrant` (Qdrant Edge) computes the three signals in its engine: every answer of
+    every shared set (the first 40 questions of each) is the same, quote for quote."""
+    from embeddings import edge
 
-    client = connect(path=tmp_path_factory.mktemp("qdrant"))
+    folder = edge.connect(tmp_path_factory.mktemp("qdrant"))
     engines = {}
     for n, (s, faiss_engine, _) in enumerate(suite):
         if s.data not in engines:
             engines[s.data] = Engine(
                 s.data, tmp_path_factory.mktemp("index"), embedder=remembering, progress=False,
                 log=lambda m: None,
-                backend=lambda _dir, model, n=n: QdrantStore(client, model, "test", f"set{n}", embedded=True),
+                backend=lambda _dir, model, n=n: edge.EdgeStore(folder, model, f"set{n}"),
             )  # fmt: skip
         qdrant_engine = engines[s.data]
-        assert type(qdrant_engine.index).__name__ == "QdrantSearch"
+        assert type(qdrant_engine.ranker.signals).__name__ == "EdgeSignals"
         for q in s.questions[:40] + s.off_topic:
             a, b = faiss_engine.ask(q["question"]).to_dict(), qdrant_engine.ask(q["question"]).to_dict()
             assert _without_scores(a) == _without_scores(b), (s.name, q["question"])
