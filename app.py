@@ -402,7 +402,7 @@ def build_ui(talk, mcp: bool = False):
         inputs, outputs = [box, chat, source, speaker, answers], [box, chat, answers]
         listed = [intro_html, listing, source, speaker, *example_buttons]
         demo.load(talk.exports.new, None, [token], api_visibility="private", js=ON_LOAD)
-        demo.load(page_now, None, listed, api_visibility="private")
+        demo.load(page_now, None, listed, api_visibility="private", show_progress="hidden")
 
         def answered(event) -> None:
             event.then(talk.export, [answers, token], [download], api_visibility="private").then(

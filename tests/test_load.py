@@ -58,7 +58,7 @@ def alone(server) -> dict[str, dict]:
             answers["chat"][q] = client.predict(q, [], api_name="/ask")
             box, history = answers["chat"][q]
             assert box == "" and [m["role"] for m in history] == ["user", "assistant"]
-            assert 'class="qa-answer"' in history[1]["content"][0]["text"]
+            assert 'class="qa-answer ' in history[1]["content"][0]["text"]
     finally:
         client.close()
     return answers

@@ -139,6 +139,7 @@ def test_qdrant_gives_the_answers_faiss_gives(suite, tmp_path_factory, rememberi
         for q in s.questions[:40] + s.off_topic:
             a, b = faiss_engine.ask(q["question"]).to_dict(), qdrant_engine.ask(q["question"]).to_dict()
             assert _without_scores(a) == _without_scores(b), (s.name, q["question"])
-            assert abs(a["confidence"] - b["confidence"]) <= 1e-4
+            # Scores are rounded to 4 decimals: float sums a hair apart may round one step apart.
+            assert abs(a["confidence"] - b["confidence"]) <= 2e-4
             for x, y in zip(a["quotes"], b["quotes"], strict=True):
-                assert abs(x["score"] - y["score"]) <= 1e-4
+                assert abs(x["score"] - y["score"]) <= 2e-4
