@@ -19,43 +19,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import INTERVIEW, ROOT, FakeEmbedder, env_for_subprocess, kill_when_paused, read_exact
-from test_folder import PODCAST, SRT, VTT, embedded, engine, release, rows
+from test_folder import SRT, embedded, engine, release, rows
+from test_qdrant import (
+    FAKE,
+    MODEL,
+    NOTES,
+    QUESTIONS,
+    assert_answers_as_faiss,
+    change,
+    changed,
+    new_rows,
+    only,
+    random_stored,
+    report_of,
+    run,
+    sha,
+    transcripts,
+    unit,
+    verbatim,
+)
 
 from embeddings import edge
 from embeddings import index as store
 from embeddings.edge import RECORD_ID, EdgeStore
 from embeddings.qdrant import BackendUnavailable
-from qa.answer import Answer, Quote
 from qa.engine import Engine, QuestionError
 from qa.retrieve import InMemory, Ranker
-
-FAKE = FakeEmbedder().identity
-MODEL = {"name": "m", "weights_sha256": "ab" * 32}
-QUESTIONS = [
-    "Is NATO a party to this war?",
-    "Who repairs the cranes?",
-    "Caspian Sea water levels falling drought",
-    "What do you cook at home?",
-    "Frost in April destroyed the grape harvest",
-]
-
-NOTES = """Notes from the harbour office
-
-Ada Stone: What ships come in during winter?
-Ben Cole: Mostly grain carriers from Odesa. Ice closes the northern berths in January.
-Ada Stone: Who repairs the cranes?
-Ben Cole: A crew from Gdansk repairs the cranes every spring.
-"""
-
-
-def transcripts(tmp_path: Path, first: str, text: str) -> Path:
-    """The folder of test_folder.py: a podcast and a subtitle file in a subfolder, beside `first`."""
-    data = tmp_path / "data"
-    (data / "more").mkdir(parents=True)
-    (data / first).write_text(text, encoding="utf-8")
-    (data / "more" / "podcast.md").write_text(PODCAST, encoding="utf-8")
-    (data / "more" / "field.vtt").write_text(VTT, encoding="utf-8")
-    return data
 
 
 @pytest.fixture
@@ -81,27 +70,6 @@ def at(path: Path, model: dict[str, str] = FAKE, namespace: str = "") -> EdgeSto
     return EdgeStore(edge.connect(path), model, namespace)
 
 
-def unit(n: int, dim: int, seed: int) -> np.ndarray:
-    v = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
-def random_stored(files: dict[str, tuple[int, int]], dim: int = 16, seed: int = 0) -> store.Stored:
-    """Random unit vectors for files of (rows, passages); each passage has 0 to 4 token vectors."""
-    n_rows = sum(r for r, _ in files.values())
-    counts = np.random.default_rng(seed).integers(0, 5, sum(p for _, p in files.values())).astype(np.int32)
-    counts[0] = 0  # a passage without token vectors is stored as one without
-    entries = {k: store.FileEntry(f"{i:02x}" * 32, r, p) for i, (k, (r, p)) in enumerate(files.items())}
-    tokens = unit(int(counts.sum()), dim, seed + 1).astype(np.float16)
-    return store.Stored(MODEL, dim, entries, unit(n_rows, dim, seed), tokens, counts)
-
-
-def only(stored: store.Stored, keep: list[str]) -> store.Stored:
-    parts = stored.parts()
-    v, t, c = (np.concatenate([parts[k][i] for k in keep]) for i in range(3))
-    return store.Stored(stored.model, stored.dim, {k: stored.files[k] for k in keep}, v, t, c)
-
-
 def assert_same(s: EdgeStore, stored: store.Stored) -> None:
     """What the shard holds, read back whole, is `stored` (float32 rounding of the vectors aside)."""
     loaded = s.load()
@@ -121,55 +89,6 @@ def count(s: EdgeStore, **payload: str) -> int:
     must = [FieldCondition(k, match=MatchValue(v)) for k, v in payload.items()]
     s._open()
     return s.shard.count(CountRequest(exact=True, filter=Filter(must=must) if must else None))
-
-
-def sha(path: Path) -> str:
-    return store.sha256_bytes(read_exact(path).encode("utf-8"))
-
-
-def shown(answer: Answer) -> list[Quote]:
-    return [*answer.quotes, *([answer.closest] if answer.closest else [])]
-
-
-def verbatim(answer: Answer) -> Answer:
-    assert shown(answer), answer
-    for q in shown(answer):
-        assert read_exact(q.source)[q.start : q.end] == q.text, q
-    return answer
-
-
-def assert_answers_as_faiss(e: Engine, faiss: Engine) -> None:
-    """The same passages, verbatim, with the same scores, for every question."""
-    for question in QUESTIONS:
-        ours, theirs = verbatim(e.ask(question, 3)), verbatim(faiss.ask(question, 3))
-        assert ours.answered == theirs.answered, question
-        assert [(q.source, q.start, q.end) for q in shown(ours)] == [
-            (q.source, q.start, q.end) for q in shown(theirs)
-        ], question
-        assert [q.score for q in shown(ours)] == pytest.approx([q.score for q in shown(theirs)], abs=2e-4)
-
-
-CHANGED_PODCAST = PODCAST.replace("every year", "each year")
-
-
-def change(data: Path) -> None:
-    """One file changed, one added, one deleted; one left alone."""
-    (data / "more" / "podcast.md").write_text(CHANGED_PODCAST, encoding="utf-8")
-    (data / "extra.srt").write_text(SRT, encoding="utf-8")
-    (data / "more" / "field.vtt").unlink()
-
-
-def changed(unchanged: str = "notes.txt") -> dict[str, list[str]]:
-    return {"added": ["extra.srt"], "changed": ["more/podcast.md"], "removed": ["more/field.vtt"],
-            "unchanged": [unchanged]}  # fmt: skip
-
-
-def report_of(e: Engine) -> dict[str, list[str]]:
-    return {k: getattr(e.report, k) for k in ("added", "changed", "removed", "unchanged")}
-
-
-def new_rows() -> int:
-    return rows(CHANGED_PODCAST, "p.md") + rows(SRT, "s.srt")
 
 
 def assert_holds_exactly(s: EdgeStore, e: Engine) -> None:
@@ -457,11 +376,6 @@ def test_sigkill_while_syncing_never_serves_a_partial_index(tmp_path, small, qdi
         assert_holds_exactly(s, e)
     assert e.report.saved
     assert_answers_as_faiss(e, engine(tmp_path, small))
-
-
-def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT,
-                          env=env_for_subprocess(tmp_path), timeout=120)  # fmt: skip
 
 
 def test_connect_names_what_it_cannot_use(tmp_path):
