@@ -141,8 +141,10 @@ def _engine(args: argparse.Namespace, progress: bool = True):
 
 def terminal_text(answer) -> str:
     """An answer as a person reads it in a terminal."""
-    from qa.render import REFUSAL
+    from qa.render import REFUSAL, UNSURE_NOTE
 
+    if not answer.answered and answer.quotes:
+        return "\n\n".join([UNSURE_NOTE, *(_terminal_quote(q, n) for n, q in enumerate(answer.quotes, 1))])
     if not answer.answered:
         out = [REFUSAL]
         if answer.closest:

@@ -64,6 +64,7 @@ def quote_html(q: Quote, best: bool, extra: str = "", title: bool = True, asked:
 
 
 REFUSAL = "The interview does not address this question."
+UNSURE_NOTE = "Not sure the interview answers this. The closest passages, which may not answer it:"
 
 
 def answer_html(answer: Answer, context: Callable[[Quote], str] = lambda q: "") -> str:
@@ -72,7 +73,7 @@ def answer_html(answer: Answer, context: Callable[[Quote], str] = lambda q: "") 
     A quote names the interview only when it is not the one named just before, and the question
     it replies to only when that changes: an answer stays short. `context` gives the HTML that
     places a quote in its turn (empty: none)."""
-    if not answer.answered:
+    if not answer.answered and not answer.quotes:
         parts = [f'<div class="qa-refusal"><strong>{REFUSAL}</strong> Nothing in it answers it, so '
                  "nothing is quoted as an answer.</div>"]  # fmt: skip
         if answer.closest:
@@ -84,6 +85,8 @@ def answer_html(answer: Answer, context: Callable[[Quote], str] = lambda q: "") 
     note = ""
     if answer.searched and answer.searched != answer.question:
         note = f'<div class="qa-searched">Taken as a follow-up: “{literal(answer.searched)}”</div>'
+    if not answer.answered:  # unsure: the closest passages, said to be possibly no answer
+        note += f'<div class="qa-unsure"><strong>{UNSURE_NOTE}</strong></div>'
     shown, previous = [], None
     for i, q in enumerate(answer.quotes):
         title = previous is None or (q.title, q.source) != (previous.title, previous.source)
@@ -195,9 +198,10 @@ def citation_text(q: Quote) -> str:
 
 def answer_text(answer: Answer) -> str:
     """An answer as plain text to paste: its quotes with their citations, or the refusal."""
-    if not answer.answered:
+    if not answer.answered and not answer.quotes:
         return f"{answer.question}\n{REFUSAL}"
-    return "\n\n".join([answer.question, *(citation_text(q) for q in answer.quotes)])
+    head = [answer.question] if answer.answered else [f"{answer.question}\n{UNSURE_NOTE}"]
+    return "\n\n".join([*head, *(citation_text(q) for q in answer.quotes)])
 
 
 def conversation_markdown(answers: list[Answer]) -> str:
@@ -208,7 +212,7 @@ def conversation_markdown(answers: list[Answer]) -> str:
         if a.searched and a.searched != a.question:
             out += [f"*Searched as:* {_md_line(a.searched)}", ""]
         if not a.answered:
-            out += [REFUSAL, ""]
+            out += [UNSURE_NOTE if a.quotes else REFUSAL, ""]
         for q in a.quotes:
             out += [f"> {line}" if line else ">" for line in map(_md_escape, q.text.splitlines())]
             out += ["", f"— {_md_line(citation(q))}"]

@@ -7,7 +7,10 @@ that no signal wins by its scale on one corpus, and the three are added with equ
 - late interaction (MaxSim, as in ColBERT, with no training): the mean over the question's content
   tokens of their best cosine to any token of the window, from the same model's token vectors;
 - BM25 of the question against the window with its speaker, the question it answers and its
-  section headline, so that names, questions and headlines are searchable context.
+  section headline, so that names, questions and headlines are searchable context;
+- asked: for an interviewee's window, the cosine of the question to the interviewer's question it
+  replies to (its best window), so that a reply whose words lean on that question ("in this
+  regard") is found through it, instead of the question itself taking the reply's place.
 An interviewer's window is ranked PREFER_ANSWER lower: when the evidence is close, the
 interviewee's words win, but an answer only the interviewer's words hold still comes first.
 How these were chosen, and on which questions they were measured: README, "Retrieval".
@@ -24,13 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from qa.transcript import QUESTION, Passage
+from qa.transcript import ANSWER, QUESTION, Passage
 
 MAX_SENTENCES = 3  # a window is 1 to this many adjacent sentences of one turn
 MAX_WINDOW_CHARS = 400  # a longer run of sentences is not one quote: its sentences still are
 MAX_ASKED_CHARS = 1000  # of the question a window answers, as its lexical context
 CANDIDATES = 64  # per signal (dense, BM25); their union, with its single sentences, is scored
-WEIGHTS = {"dense": 1.0, "maxsim": 1.0, "lexical": 0.5}  # of the z-scores (bench/tune.py, README)
+WEIGHTS = {"dense": 1.0, "maxsim": 1.0, "lexical": 0.5, "asked": 0.5}  # of the z-scores (bench/tune.py)
 PREFER_ANSWER = 1.2  # in z-units, taken off an interviewer's window (bench/tune.py)
 SEEN_PENALTY = 0.5  # in z-units: a follow-up ranks the quote just shown this much lower
 STEM = 6  # prefix stemming: "intervenes", "intervention" -> "interv"
@@ -212,6 +215,46 @@ class Ranker:
         self.lexical = Bm25([_context(self.passages, w) for w in self.windows])
         self.sentence = Bm25([p.text for p in self.passages])  # word coverage and the baseline
         self.asker = np.array([self.passages[w.first].role == QUESTION for w in self.windows], dtype=bool)
+        self.asked_start, self.asked_rows = self._asked()
+
+    def _asked(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per window, the rows of the interviewer's windows of the question it replies to, as
+        `asked_rows[asked_start[r]:asked_start[r + 1]]` (none for the interviewer's own windows
+        and where nobody interviews)."""
+        by_turn: dict[tuple[str, int], list[int]] = {}
+        for r, w in enumerate(self.windows):
+            p = self.passages[w.first]
+            if p.role == QUESTION:
+                by_turn.setdefault((p.source, p.turn), []).append(r)
+        latest: dict[str, int] = {}
+        replies_to = []  # per passage: the interviewer's turn it replies to
+        for p in self.passages:
+            if p.role == QUESTION:
+                latest[p.source] = p.turn
+            replies_to.append(latest.get(p.source) if p.role == ANSWER else None)
+        rows = [
+            by_turn.get((self.passages[w.first].source, t), [])
+            if (t := replies_to[w.first]) is not None
+            else []
+            for w in self.windows
+        ]
+        start = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+        flat = np.array([x for r in rows for x in r], dtype=np.int64)
+        return start, flat
+
+    def asked(self, vector: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per window row: the best cosine of the question to the interviewer's question it
+        replies to, and whether it replies to one at all."""
+        counts = self.asked_start[rows + 1] - self.asked_start[rows]
+        has = counts > 0
+        out = np.zeros(len(rows), dtype=np.float32)
+        if has.any():
+            take = np.concatenate(
+                [self.asked_rows[self.asked_start[r] : self.asked_start[r + 1]] for r in rows[has]]
+            )
+            sims = self.vectors[take] @ vector
+            out[has] = np.maximum.reduceat(sims, np.concatenate([[0], np.cumsum(counts[has])[:-1]]))
+        return out, has
 
     def _windows_of(self, allowed: np.ndarray | None) -> np.ndarray | None:
         """A mask over passages as a mask over windows: all of a window's sentences allowed."""
@@ -264,10 +307,14 @@ class Ranker:
         # Every sentence of a candidate is scored alone too: that is how the highlight is chosen.
         singles = {int(self.single[s]) for r in candidates for s in range(self.first[r], self.last[r] + 1)}
         rows = np.array(sorted(candidates | singles), dtype=np.int64)
+        dense_rows = self.vectors[rows] @ query.vector
+        asked, replies = self.asked(query.vector, rows)
         score = (
-            WEIGHTS["dense"] * zscore(self.vectors[rows] @ query.vector)
+            WEIGHTS["dense"] * zscore(dense_rows)
             + WEIGHTS["maxsim"] * zscore(self.maxsim(query.tokens, rows))
             + WEIGHTS["lexical"] * zscore(lexical[rows])
+            # A window that replies to no question is measured by its own cosine in this z-score.
+            + WEIGHTS["asked"] * replies * zscore(np.where(replies, asked, dense_rows))
             - PREFER_ANSWER * self.asker[rows]
         )
         first, last = self.first[rows], self.last[rows]
