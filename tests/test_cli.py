@@ -148,7 +148,8 @@ def test_eval_runs_every_set_of_a_suite_and_pools_a_folder(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     sets = ["dev", "scenes/a", "scenes/b", "scenes (all 2)"]
-    assert [(x["set"], x["name"]) for x in rows] == [(s, n) for s in sets for n in ("qa", "bm25", "dense")]
+    names = ("qa", "bm25", "dense", "dense windows")
+    assert [(x["set"], x["name"]) for x in rows] == [(s, n) for s in sets for n in names]
     assert {x["set"]: x["n"] for x in rows} == {"dev": 2, "scenes/a": 1, "scenes/b": 1, "scenes (all 2)": 2}
     qa = {x["set"]: x for x in rows if x["name"] == "qa"}
     assert qa["dev"]["refused"] is not None and qa["scenes/a"]["refused"] is None
@@ -166,8 +167,9 @@ def test_calibrate_fits_on_every_set_without_writing(tmp_path):
     assert r.returncode == 0, r.stderr
     (model, fit), *rest = json.loads(r.stdout).items()
     assert not rest and model == "sentence-transformers/all-MiniLM-L6-v2"
-    assert fit["in_scope"] == 4 and fit["off_topic"] == 2
-    assert set(fit) == {"alpha", "threshold", "balanced_accuracy", "in_scope", "off_topic"}
-    assert 0 <= fit["alpha"] <= 1 and 0.5 <= fit["balanced_accuracy"] <= 1
+    assert fit["questions"] == {"in": 4, "plain": 2, "near": 2}  # the scenes lend each other near misses
+    assert set(fit) == {"mean", "scale", "coef", "intercept", "features", "answer", "unsure", "questions"}
+    assert 0 <= fit["unsure"] <= fit["answer"] <= 1 and len(fit["coef"]) == len(fit["features"])
+    assert "under a fit made without it" in r.stderr and "hit@1 answered" in r.stderr
     assert CALIBRATION.read_bytes() == before  # only --write stores it
     assert run(tmp_path, "calibrate", "--oos", "x.jsonl").returncode == 2  # no such option any more

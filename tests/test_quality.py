@@ -28,9 +28,20 @@ def suite(tmp_path_factory):
 
 def test_qa_beats_both_baselines_on_every_set(suite):
     for s, _, scores in suite:
+        if not s.questions:
+            continue
         qa, best = scores["qa"], max(scores["bm25"].hit3, scores["dense"].hit3)
         assert qa.hit3 >= best, (s.name, qa, scores["bm25"], scores["dense"])
         assert qa.hit1 >= min(scores["bm25"].hit1, scores["dense"].hit1), s.name
+
+
+def test_qa_beats_plain_dense_windows_on_heldout2(suite):
+    """heldout2 was written after the ranking: there, cosine over plainly embedded windows of
+    1-3 sentences (what qa quotes) was once the better ranking."""
+    s, _, scores = next((x for x in suite if x[0].name == "heldout2"), (None, None, None))
+    if s is None:
+        pytest.skip("no heldout2 in the shared eval sets")
+    assert scores["qa"].hit3 > scores["dense windows"].hit3, (scores["qa"], scores["dense windows"])
 
 
 def test_each_transcript_other_than_an_interview_clears_its_baselines(suite):
@@ -45,11 +56,26 @@ def test_each_transcript_other_than_an_interview_clears_its_baselines(suite):
 def test_answers_refusals_and_quote_length_on_the_interview_sets(suite):
     for s, _, scores in suite:
         qa = scores["qa"]
-        assert qa.answered >= 0.95, (s.name, qa)
-        if s.off_topic:
+        if s.questions:
+            assert qa.answered >= 0.85, (s.name, qa)
+        if qa.refused is not None:
             assert qa.refused >= 0.9, (s.name, qa)
-        if s.data == INTERVIEW:
+        if s.data == INTERVIEW and s.questions:
             assert qa.quote_chars <= 300, (s.name, qa)
+
+
+def test_near_misses_are_not_all_answered(suite):
+    near = [x["qa"].near for s, _, x in suite if x["qa"].near is not None]
+    if not near:
+        pytest.skip("no near misses in the eval sets")
+    assert min(near) >= 0.25, near
+
+
+def test_stand_alone_questions_keep_their_figures_inside_one_conversation(suite):
+    for s, _, scores in suite:
+        qa = scores["qa"]
+        if qa.conversation_hit3 is not None:
+            assert qa.conversation_hit3 >= qa.hit3 - 0.03, (s.name, qa)
 
 
 def test_every_quote_is_verbatim_and_cited(suite):
@@ -65,8 +91,10 @@ def test_every_quote_is_verbatim_and_cited(suite):
 
 def test_the_title_and_the_interviewer_are_quotable(suite):
     engine = next(e for s, e, _ in suite if s.data == INTERVIEW)
-    answer = engine.ask("Who interviewed him, and for which agency?")
-    assert answer.answered and answer.quotes[0].role == "title", answer.quotes[0]
+    for question in ["Who interviewed him, and for which agency?", "Who is he?", "Who is Xavier Colomina?",
+                     "What is this interview about?"]:  # fmt: skip
+        answer = engine.ask(question)
+        assert answer.answered and answer.quotes[0].role == "title", (question, answer.quotes[0])
     answer = engine.ask("What did the interviewer say Iran's foreign minister denied?")
     assert any("denied this information" in q.text for q in answer.quotes), answer.quotes
 
