@@ -37,7 +37,7 @@ WEIGHTS = {"dense": 1.0, "maxsim": 1.0, "lexical": 0.5, "asked": 0.5}  # of the 
 PREFER_ANSWER = 1.2  # in z-units, taken off an interviewer's window (bench/tune.py)
 SEEN_PENALTY = 0.5  # in z-units: a follow-up ranks the quote just shown this much lower
 HIGHLIGHT_TYPE = 1.0  # in z-units: for the highlight, a sentence of the type asked for (a time, ...)
-ABOUT_TITLE = 3.0  # in z-units, added to a title line for a question about the interview itself
+ABOUT_TITLE = 10.0  # in z-units, added to a title line for a question about the interview: it comes first
 STEM = 6  # prefix stemming: "intervenes", "intervention" -> "interv"
 
 STOPWORDS = frozenset(
