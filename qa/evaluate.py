@@ -219,9 +219,8 @@ class Judged:
 def judge_suite(sets: Sequence[tuple[str, Engine, list[dict], list[dict]]]) -> list[Judged]:
     """Every set's questions judged: in scope, plainly off-topic, near misses. Sets of one folder
     over transcripts of their own (FriendsQA episodes) also lend each other near misses: the
-    questions of the episode half the folder away (another season, where one is), asked of this
-    one, are on its kind of topic and mostly not answered there (adjacent episodes share stories:
-    by hand, about 3 in 12 of the next episode's questions were answered)."""
+    questions of the next episode, asked of this one, are on its kind of topic and mostly not
+    answered there (by hand, about 3 in 12 were answered: adjacent episodes share stories)."""
     out = []
     for name, engine, questions, off_topic in sets:
         out += judge(engine, name, questions, "in")
@@ -233,7 +232,7 @@ def judge_suite(sets: Sequence[tuple[str, Engine, list[dict], list[dict]]]) -> l
             siblings.setdefault(group(name), []).append((name, engine, questions))
     for family in siblings.values():
         for i, (name, engine, _) in enumerate(family):
-            _, other, questions = family[(i + max(len(family) // 2, 1)) % len(family)]
+            _, other, questions = family[(i + 1) % len(family)]
             if other is not engine:
                 out += judge(engine, name, [{"question": q["question"]} for q in questions], "near")
     return out
