@@ -50,7 +50,7 @@ MAX_QUESTION_CHARS = 2000
 MAX_K = 20
 # For a model never calibrated: answer when the best cosine plus 0.3 x word coverage reaches 0.55.
 FALLBACK_CALIBRATION = {"mean": [0.0] * 8, "scale": [1.0] * 8, "coef": [10.0, 3.0, 0, 0, 0, 0, 0, 0],
-                        "intercept": -5.5, "answer": 0.5, "unsure": 0.5}  # fmt: skip
+                        "intercept": -5.5, "answer": 0.5, "floor": 0.0}  # fmt: skip
 
 
 class QuestionError(ValueError):

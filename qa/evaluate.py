@@ -16,7 +16,7 @@ import numpy as np
 
 from qa.answer import Answer, Quote, build
 from qa.engine import Engine
-from qa.retrieve import FEATURES, MAX_SENTENCES, Hit, Window, windows
+from qa.retrieve import FEATURES, MAX_SENTENCES, Evidence, Hit, Window, verdict, windows
 
 
 @dataclass
@@ -298,10 +298,8 @@ def fit_verdict(judged: Sequence[Judged], target: float = ANSWERED_TARGET) -> di
     """The verdict's logistic weights and its two thresholds, fitted on questions of every set.
 
     The score separates questions the transcript answers from near misses and plainly off-topic
-    ones. "unsure" starts where it best splits in-scope questions from plainly off-topic ones
-    (in the gap, nearer the off-topic side: refusing a real question costs more than showing a
-    doubtful quote as doubtful); "answer" starts where `target` of each set's in-scope questions
-    are still answered."""
+    ones; "answer" starts where `target` of each set's in-scope questions are still answered.
+    Under the cosine floor (`_floor`) a question is not in the interview; between, unsure."""
     x = np.array([j.features for j in judged], dtype=float)
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale < 1e-9] = 1.0
@@ -312,35 +310,44 @@ def fit_verdict(judged: Sequence[Judged], target: float = ANSWERED_TARGET) -> di
     p = scores(fit, judged)
     inside = [(v, j) for v, j in zip(p, judged, strict=True) if j.kind == "in"]
     p_in, j_in = np.array([v for v, _ in inside]), [j for _, j in inside]
-    plain = np.sort(p[[j.kind == "plain" for j in judged]])
+    answer = max([t for t in np.unique(p_in) if _answered_share(p_in, j_in, t) >= target], default=0.0)
+    counts = {k: sum(j.kind == k for j in judged) for k in ("in", "near", "plain")}
+    return {**fit, "features": list(FEATURES), "answer": float(np.floor(answer * 1e5) / 1e5),
+            "floor": _floor(judged), "questions": counts}  # fmt: skip
+
+
+def _floor(judged: Sequence[Judged]) -> float:
+    """The best-window cosine under which a question is plainly off-topic: where it best splits
+    in-scope questions (each set's share counting equally) from plainly off-topic ones, in the
+    gap, nearer the off-topic side (refusing a real question costs more than an unsure answer)."""
+    cos = np.array([j.features[0] for j in judged])
+    c_in = cos[[j.kind == "in" for j in judged]]
+    j_in = [j for j in judged if j.kind == "in"]
+    plain = np.sort(cos[[j.kind == "plain" for j in judged]])
     best = None
-    for t in np.unique(np.concatenate([p_in, plain])):
+    for t in np.unique(np.concatenate([c_in, plain])):
         refused = float(np.mean(plain < t)) if len(plain) else 1.0
-        acc = (_answered_share(p_in, j_in, t) + refused) / 2
+        acc = (_answered_share(c_in, j_in, t) + refused) / 2
         lo = float(plain[plain < t].max()) if (plain < t).any() else float(t)
         key = (round(acc, 4), t - lo)
         if best is None or key > best[0]:
             best = (key, lo + 0.35 * (t - lo))
-    unsure = float(np.floor((best[1] if best else 0.0) * 1e5) / 1e5)  # rounded down: stored as read
-    answer = max([t for t in np.unique(p_in) if _answered_share(p_in, j_in, t) >= target], default=unsure)
-    counts = {k: sum(j.kind == k for j in judged) for k in ("in", "near", "plain")}
-    return {**fit, "features": list(FEATURES), "answer": max(float(np.floor(answer * 1e5) / 1e5), unsure),
-            "unsure": unsure, "questions": counts}  # fmt: skip
+    return float(np.floor((best[1] if best else 0.0) * 1e5) / 1e5)
 
 
 def verdict_figures(fit: dict, judged: Sequence[Judged]) -> dict[str, float | None]:
     """Answered, hit@1 among answered, plain and near-miss refusal, under one fit."""
-    p = scores(fit, judged)
-    pick = lambda kind: [(v, j) for v, j in zip(p, judged, strict=True) if j.kind == kind]  # noqa: E731
+    said = [verdict(Evidence(*j.features), fit)[0] for j in judged]
+    pick = lambda kind: [(v, j) for v, j in zip(said, judged, strict=True) if j.kind == kind]  # noqa: E731
     inside, near, plain = pick("in"), pick("near"), pick("plain")
-    answered = [j for v, j in inside if v >= fit["answer"]]
+    answered = [j for v, j in inside if v == "answer"]
     share = lambda xs: float(np.mean(xs)) if len(xs) else None  # noqa: E731
     return {
-        "answered": share([v >= fit["answer"] for v, _ in inside]),
+        "answered": share([v == "answer" for v, _ in inside]),
         "hit1_answered": share([j.rank == 0 for j in answered]),
-        "near_not_answered": share([v < fit["answer"] for v, _ in near]),
-        "near_refused": share([v < fit["unsure"] for v, _ in near]),
-        "plain_refused": share([v < fit["unsure"] for v, _ in plain]),
+        "near_not_answered": share([v != "answer" for v, _ in near]),
+        "near_refused": share([v == "not in the interview" for v, _ in near]),
+        "plain_refused": share([v == "not in the interview" for v, _ in plain]),
     }
 
 

@@ -116,13 +116,15 @@ def confidence(evidence: Evidence, fit: dict) -> float:
 
 
 def verdict(evidence: Evidence, fit: dict) -> tuple[str, float]:
-    """answer, unsure or not in the interview, by the confidence against two thresholds."""
+    """answer, unsure or not in the interview. Not in the interview: the best window's cosine is
+    under the floor (nothing is on the question's topic: plainly off-topic). Otherwise an answer
+    when the confidence reaches its threshold, else unsure (on the topic, the answer in doubt)."""
     p = confidence(evidence, fit)
     if evidence.about:  # who is speaking, and what this is, are what a title line says
         return VERDICT_ANSWER, p
-    return (
-        VERDICT_ANSWER if p >= fit["answer"] else VERDICT_UNSURE if p >= fit["unsure"] else VERDICT_NONE
-    ), p
+    if evidence.cosine < fit["floor"]:
+        return VERDICT_NONE, p
+    return (VERDICT_ANSWER if p >= fit["answer"] else VERDICT_UNSURE), p
 
 
 _NUMBER = re.compile(

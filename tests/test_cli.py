@@ -168,8 +168,8 @@ def test_calibrate_fits_on_every_set_without_writing(tmp_path):
     (model, fit), *rest = json.loads(r.stdout).items()
     assert not rest and model == "sentence-transformers/all-MiniLM-L6-v2"
     assert fit["questions"] == {"in": 4, "plain": 2, "near": 2}  # the scenes lend each other near misses
-    assert set(fit) == {"mean", "scale", "coef", "intercept", "features", "answer", "unsure", "questions"}
-    assert 0 <= fit["unsure"] <= fit["answer"] <= 1 and len(fit["coef"]) == len(fit["features"])
+    assert set(fit) == {"mean", "scale", "coef", "intercept", "features", "answer", "floor", "questions"}
+    assert -1 <= fit["floor"] <= 1 and 0 <= fit["answer"] <= 1 and len(fit["coef"]) == len(fit["features"])
     assert "under a fit made without it" in r.stderr and "hit@1 answered" in r.stderr
     assert CALIBRATION.read_bytes() == before  # only --write stores it
     assert run(tmp_path, "calibrate", "--oos", "x.jsonl").returncode == 2  # no such option any more

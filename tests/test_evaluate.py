@@ -69,7 +69,7 @@ def test_fit_verdict_learns_the_signal_and_places_two_thresholds():
     data += judged("plain", np.linspace(0.0, 0.2, 10))
     fit = ev.fit_verdict(data, target=0.9)
     assert fit["coef"][0] > 0 and fit["features"] == list(FEATURES) and len(fit["coef"]) == len(FEATURES)
-    assert 0 < fit["unsure"] <= fit["answer"] < 1
+    assert 0.2 <= fit["floor"] < 0.6 and 0 < fit["answer"] < 1  # the floor in the gap, nearer off-topic
     figures = ev.verdict_figures(fit, data)
     assert figures["answered"] == pytest.approx(0.9) and figures["plain_refused"] == 1.0
     assert figures["hit1_answered"] == 1.0 and 0.5 <= figures["near_not_answered"] < 1
@@ -77,9 +77,14 @@ def test_fit_verdict_learns_the_signal_and_places_two_thresholds():
     for j, p in zip(data, ev.scores(fit, data), strict=True):
         said, confidence = verdict(Evidence(*j.features), fit)
         assert confidence == pytest.approx(p)
-        assert said == (
-            "answer" if p >= fit["answer"] else "unsure" if p >= fit["unsure"] else "not in the interview"
+        expected = (
+            "not in the interview"
+            if j.features[0] < fit["floor"]
+            else "answer"
+            if p >= fit["answer"]
+            else "unsure"
         )
+        assert said == expected
 
 
 def test_each_set_counts_as_one_and_folds_leave_their_set_out():

@@ -192,10 +192,11 @@ def test_verdict_reads_two_thresholds_of_one_logistic_score():
     assert evidence.coverage == r.coverage("drones Iran")
     allowed = np.array([True, False, True, True])
     assert np.isclose(r.search(DRONES, allowed)[1].cosine, 0.6)  # the best allowed window is the question
-    fit = {"mean": [0.0] * 8, "scale": [1.0] * 8, "coef": [10.0] + [0.0] * 7, "answer": 0.9, "unsure": 0.1}
-    said = [verdict(evidence, {**fit, "intercept": b}) for b in (-5.0, -10.0, -15.0)]
-    assert [v for v, _ in said] == ["answer", "unsure", "not in the interview"]
-    assert np.isclose(said[1][1], 0.5) and said[0][1] > said[1][1] > said[2][1]
+    fit = {"mean": [0.0] * 8, "scale": [1.0] * 8, "coef": [10.0] + [0.0] * 7, "answer": 0.5, "floor": 0.5}
+    said = [verdict(evidence, {**fit, "intercept": b}) for b in (-10.0, -15.0)]
+    assert [v for v, _ in said] == ["answer", "unsure"]  # the best cosine is 1: above the floor
+    assert np.isclose(said[0][1], 0.5) and said[0][1] > said[1][1]
+    assert verdict(evidence, {**fit, "intercept": -5.0, "floor": 1.01})[0] == "not in the interview"
 
 
 def test_a_reply_is_found_through_the_question_it_answers():
@@ -256,6 +257,6 @@ def test_a_title_line_answers_who_is_speaking():
     hits, evidence = r.search(Query("Who is Bob?", E[0], E[:1]))
     assert hits[0].first == 0 and evidence.about
     assert verdict(evidence, {"mean": [0] * 8, "scale": [1] * 8, "coef": [0] * 8, "intercept": -9,
-                              "answer": 0.5, "unsure": 0.4})[0] == "answer"  # fmt: skip
+                              "answer": 0.5, "floor": 2.0})[0] == "answer"  # fmt: skip
     hits, evidence = r.search(DRONES)
     assert hits[0].first != 0 and not evidence.about
