@@ -49,7 +49,7 @@ CALIBRATION = Path(__file__).with_name("calibration.json")
 MAX_QUESTION_CHARS = 2000
 MAX_K = 20
 # For a model never calibrated: answer when the best cosine plus 0.3 x word coverage reaches 0.55,
-# not in the interview under a best cosine of 0.4.
+# not in the interview under 0.4 (retrieve.on_topic).
 FALLBACK_CALIBRATION = {"mean": [0.0] * 8, "scale": [1.0] * 8, "coef": [10.0, 3.0, 0, 0, 0, 0, 0, 0],
                         "intercept": -5.5, "answer": 0.5, "floor": 0.4}  # fmt: skip
 

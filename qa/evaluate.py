@@ -16,7 +16,7 @@ import numpy as np
 
 from qa.answer import Answer, Quote, build
 from qa.engine import Engine
-from qa.retrieve import FEATURES, MAX_SENTENCES, Evidence, Hit, Window, verdict, windows
+from qa.retrieve import FEATURES, MAX_SENTENCES, Evidence, Hit, Window, on_topic, verdict, windows
 
 
 @dataclass
@@ -317,10 +317,10 @@ def fit_verdict(judged: Sequence[Judged], target: float = ANSWERED_TARGET) -> di
 
 
 def _floor(judged: Sequence[Judged]) -> float:
-    """The best-window cosine under which a question is plainly off-topic: where it best splits
+    """The `on_topic` value under which a question is plainly off-topic: where it best splits
     in-scope questions (each set's share counting equally) from plainly off-topic ones, in the
     gap, nearer the off-topic side (refusing a real question costs more than an unsure answer)."""
-    cos = np.array([j.features[0] for j in judged])
+    cos = np.array([on_topic(Evidence(*j.features)) for j in judged])
     c_in = cos[[j.kind == "in" for j in judged]]
     j_in = [j for j in judged if j.kind == "in"]
     plain = np.sort(cos[[j.kind == "plain" for j in judged]])

@@ -115,14 +115,23 @@ def confidence(evidence: Evidence, fit: dict) -> float:
     return 1 / (1 + math.exp(-float(np.clip(x @ np.array(fit["coef"]) + fit["intercept"], -50, 50))))
 
 
+FLOOR_COVERAGE = 0.1  # weight of word coverage beside the best cosine, for the floor (the earlier fit)
+
+
+def on_topic(evidence: Evidence) -> float:
+    """How much the transcripts are on the question's topic at all: the best window cosine, and a
+    little of the share of its words they hold."""
+    return evidence.cosine + FLOOR_COVERAGE * evidence.coverage
+
+
 def verdict(evidence: Evidence, fit: dict) -> tuple[str, float]:
-    """answer, unsure or not in the interview. Not in the interview: the best window's cosine is
-    under the floor (nothing is on the question's topic: plainly off-topic). Otherwise an answer
+    """answer, unsure or not in the interview. Not in the interview: `on_topic` is under the
+    floor (nothing is on the question's topic: plainly off-topic). Otherwise an answer
     when the confidence reaches its threshold, else unsure (on the topic, the answer in doubt)."""
     p = confidence(evidence, fit)
     if evidence.about:  # who is speaking, and what this is, are what a title line says
         return VERDICT_ANSWER, p
-    if evidence.cosine < fit["floor"]:
+    if on_topic(evidence) < fit["floor"]:
         return VERDICT_NONE, p
     return (VERDICT_ANSWER if p >= fit["answer"] else VERDICT_UNSURE), p
 

@@ -6,7 +6,7 @@ from conftest import INTERVIEW, FakeEmbedder
 
 from qa import evaluate as ev
 from qa.engine import Engine
-from qa.retrieve import FEATURES, Evidence, verdict
+from qa.retrieve import FEATURES, Evidence, on_topic, verdict
 
 
 def jsonl(path, rows):
@@ -77,13 +77,8 @@ def test_fit_verdict_learns_the_signal_and_places_two_thresholds():
     for j, p in zip(data, ev.scores(fit, data), strict=True):
         said, confidence = verdict(Evidence(*j.features), fit)
         assert confidence == pytest.approx(p)
-        expected = (
-            "not in the interview"
-            if j.features[0] < fit["floor"]
-            else "answer"
-            if p >= fit["answer"]
-            else "unsure"
-        )
+        below = on_topic(Evidence(*j.features)) < fit["floor"]
+        expected = "not in the interview" if below else "answer" if p >= fit["answer"] else "unsure"
         assert said == expected
 
 
