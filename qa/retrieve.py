@@ -1,8 +1,8 @@
 """Question -> ranked quotes: ALL ranking lives here, as pure functions of arrays built once.
 
 The unit ranked and quoted is a window of 1-3 adjacent sentences of one turn. Each candidate
-window gets three signals, each turned into a z-score over this question's candidate pool, so
-that no signal wins by its scale on one corpus, and the three are added with equal weights:
+window gets four signals, each turned into a z-score over this question's candidate pool, so
+that no signal wins by its scale on one corpus, and added with the WEIGHTS:
 - dense: the cosine of the question to the window, embedded as "Speaker: text";
 - late interaction (MaxSim, as in ColBERT, with no training): the mean over the question's content
   tokens of their best cosine to any token of the window, from the same model's token vectors;
@@ -13,7 +13,8 @@ that no signal wins by its scale on one corpus, and the three are added with equ
   regard") is found through it, instead of the question itself taking the reply's place.
 An interviewer's window is ranked PREFER_ANSWER lower: when the evidence is close, the
 interviewee's words win, but an answer only the interviewer's words hold still comes first.
-How these were chosen, and on which questions they were measured: README, "Retrieval".
+The verdict (answer, unsure, not in the interview) is read from the Evidence of the best
+windows. How these were chosen, and on which questions they were measured: README, "Retrieval".
 """
 
 from __future__ import annotations
