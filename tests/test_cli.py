@@ -87,8 +87,8 @@ def test_eval_prints_project_and_baselines(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     names = [line.split()[0] for line in r.stdout.splitlines()[3:]]
-    assert names == ["qa", "bm25", "dense"]
-    assert "hit@1" in r.stdout and "refused" in r.stdout
+    assert names == ["qa", "bm25", "dense", "dense"]  # the last: "dense windows"
+    assert "hit@1" in r.stdout and "refused" in r.stdout and "dense windows" in r.stdout
 
 
 def test_stdin_lines_carry_history(tmp_path):
