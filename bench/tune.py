@@ -21,12 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from qa import cli, retrieve  # noqa: E402
 from qa import evaluate as ev  # noqa: E402
 
-GRID = {"PREFER_ANSWER": [0.3, 0.6, 0.9, 1.2, 1.5], "lexical": [0.5, 1.0], "maxsim": [1.0]}
+GRID = {"PREFER_ANSWER": [0.6, 1.2, 1.8], "lexical": [0.5], "maxsim": [1.0], "asked": [0.0, 0.5, 1.0]}
 
 
 def apply(setting: dict[str, float]) -> None:
     retrieve.PREFER_ANSWER = setting["PREFER_ANSWER"]
-    retrieve.WEIGHTS.update(lexical=setting["lexical"], maxsim=setting["maxsim"])
+    retrieve.WEIGHTS.update(lexical=setting["lexical"], maxsim=setting["maxsim"], asked=setting["asked"])
 
 
 def ranks(engine, questions: list[dict]) -> list[int | None]:

@@ -1,4 +1,8 @@
-"""Ranked passages -> Answer: verbatim quotes with their citation, or a refusal."""
+"""Ranked passages -> Answer: verbatim quotes with their citation, or a refusal.
+
+An answer has one of three verdicts: "answer" (the quotes answer the question), "unsure" (the
+closest quotes, which may not answer it) or "not in the interview" (a refusal: no quotes, the
+nearest passage aside in `closest`)."""
 
 from __future__ import annotations
 
@@ -7,8 +11,6 @@ from dataclasses import asdict, dataclass, field
 
 from qa.retrieve import Hit
 from qa.transcript import Passage
-
-VERDICTS = ("answer", "unsure", "not in the interview")
 
 
 @dataclass(frozen=True)
@@ -30,16 +32,27 @@ class Quote:
     role: str = "answer"  # "answer", "question" (the interviewer's words) or "title"
 
 
+ANSWER, UNSURE, NOT_IN_INTERVIEW = "answer", "unsure", "not in the interview"
+VERDICTS = (ANSWER, UNSURE, NOT_IN_INTERVIEW)
+
+
 @dataclass(frozen=True)
 class Answer:
     question: str
-    answered: bool
+    answered: bool  # True only when verdict == "answer"
     quotes: list[Quote] = field(default_factory=list)
     confidence: float = 0.0
     closest: Quote | None = None  # when refused: the nearest passage, low confidence
     model: str = ""
     searched: str = ""  # the question as searched: with the one it follows, for a follow-up
-    verdict: str = ""  # one of VERDICTS; "unsure" keeps its closest passages in `quotes`
+    verdict: str = ""  # one of VERDICTS; left empty, it follows `answered`
+
+    def __post_init__(self) -> None:
+        verdict = self.verdict or (ANSWER if self.answered else NOT_IN_INTERVIEW)
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict {verdict!r} is not one of {VERDICTS}")
+        object.__setattr__(self, "verdict", verdict)
+        object.__setattr__(self, "answered", verdict == ANSWER)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,24 +85,29 @@ def build(
     texts: dict[str, str],
     titles: dict[str, str],
     k: int,
-    answered: bool,
+    verdict: str | bool,
     confidence: float,
     model: str = "",
     searched: str = "",
 ) -> Answer:
-    """The k best quotes that share no sentence, or, when not answered, only the closest one aside."""
+    """The k best quotes that share no sentence; when unsure, the same quotes as possibly not
+    answering; when not in the interview, only the closest one, aside. `verdict` True or False
+    stands for "answer" or "not in the interview"."""
+    if isinstance(verdict, bool):
+        verdict = ANSWER if verdict else NOT_IN_INTERVIEW
     quotes: list[Quote] = []
     used: set[int] = set()
     for h in hits:
-        if len(quotes) >= (k if answered else 1):
+        if len(quotes) >= (1 if verdict == NOT_IN_INTERVIEW else k):
             break
         if used.intersection(h.rows()):
             continue
         used.update(h.rows())
         quotes.append(_quote(h, passages, texts, titles))
-    if answered:
-        return Answer(question, True, quotes, round(confidence, 4), None, model, searched or question,
-                      VERDICTS[0])  # fmt: skip
+    searched = searched or question
+    if verdict != NOT_IN_INTERVIEW:
+        return Answer(
+            question, verdict == ANSWER, quotes, round(confidence, 4), None, model, searched, verdict
+        )
     closest = quotes[0] if quotes else None
-    return Answer(question, False, [], round(confidence, 4), closest, model, searched or question,
-                  VERDICTS[2])  # fmt: skip
+    return Answer(question, False, [], round(confidence, 4), closest, model, searched, verdict)

@@ -110,7 +110,9 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     add_data_options(ev, comma_models=True)
 
-    cal = sub.add_parser("calibrate", help="fit the refusal threshold for a model on every eval set")
+    cal = sub.add_parser(
+        "calibrate", help="fit the verdict (answer, unsure, refuse) for a model on every eval set"
+    )
     _suite(cal)
     cal.add_argument("--write", nargs="?", const="", default=None, metavar="PATH",
                      help="store it where the app reads it first: INDEX_DIR/calibration.json, or PATH "
@@ -144,8 +146,10 @@ def _engine(args: argparse.Namespace, progress: bool = True):
 
 def terminal_text(answer) -> str:
     """An answer as a person reads it in a terminal."""
-    from qa.render import REFUSAL
+    from qa.render import REFUSAL, UNSURE
 
+    if not answer.answered and answer.quotes:
+        return "\n\n".join([UNSURE, *(_terminal_quote(q, n) for n, q in enumerate(answer.quotes, 1))])
     if not answer.answered:
         out = [REFUSAL]
         if answer.closest:
@@ -310,8 +314,10 @@ def _eval_suites(args: argparse.Namespace, names: list) -> int:
         engine_of = _suite_engines(args, name, sets)
         model = engine_of(sets[0]).model_name
         if args.command == "calibrate":
-            fit = ev.calibrate([(engine_of(s), s.questions, s.off_topic) for s in sets])
+            judged = ev.judge_suite([(s.name, engine_of(s), s.questions, s.off_topic) for s in sets])
+            fit = ev.fit_verdict(judged)
             print(json.dumps({model: fit}, indent=1))
+            _print_verdict_folds(judged)
             if args.write is not None:
                 path = Path(args.write or args.index_dir / LOCAL_CALIBRATION)
                 table = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
@@ -337,6 +343,28 @@ def _eval_suites(args: argparse.Namespace, names: list) -> int:
     if args.command == "eval" and args.json:
         print(json.dumps(rows, indent=1))
     return 0
+
+
+def _print_verdict_folds(judged: list) -> None:
+    """Each set's verdict figures under a fit made without it, and the answered/precision curve."""
+    from qa import evaluate as ev
+
+    pct = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+    rows = [[name, *(pct(v) for v in f.values())] for name, f in ev.cross_validate(judged).items()]
+    header = [
+        "held-out set",
+        "answered",
+        "hit@1 answered",
+        "near not answered",
+        "near refused",
+        "plain refused",
+    ]
+    print("\nEach set under a fit made without it:", file=sys.stderr)
+    print(ev.table(rows, header), file=sys.stderr)
+    curve = ev.held_out_curve(judged, [1.0, 0.98, 0.95, 0.92, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5])
+    print("\nHeld out, pooled: answered / hit@1 among answered / near misses not answered:", file=sys.stderr)
+    print(ev.table([[f"{a:.2f}", f"{h:.2f}", f"{n:.2f}"] for a, h, n in curve],
+                   ["answered", "hit@1 answered", "near not answered"]), file=sys.stderr)  # fmt: skip
 
 
 def _models(args: argparse.Namespace) -> int:

@@ -2,9 +2,10 @@
 
 A follow-up ("Why?", "What about Georgia?", "Does it have a formal role there?") leans on an
 earlier question: it has almost no words of its own, opens like a continuation, or points back
-with a pronoun. Such a question is searched together with the question it follows (itself
-resolved the same way); a question that stands on its own is searched alone, so that a new topic
-is not dragged toward the old one.
+with a pronoun. "he" or "she" alone does not point back: in an interview it is most often the
+person interviewed ("What does he think about China?" has its own subject). Such a question
+is searched together with the question it follows (itself resolved the same way); a question
+that stands on its own is searched alone, so that a new topic is not dragged toward the old one.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from qa.retrieve import tokenize
 
 CONTINUATIONS = ("and", "but", "so", "also", "then", "what about", "how about", "why", "when",
                  "where", "since when", "how come", "who else", "what else")  # fmt: skip
-POINTERS = frozenset(
-    "it its they them their theirs those these there he him his she her this that ones".split()
-)
+POINTERS = frozenset("it its they them their theirs those these there this that ones".split())
+PERSONS = frozenset("he him his she her".split())  # most often the one interviewed: not a pointer
 MAX_OWN_WORDS = 4  # a question pointing back with more content words than this stands alone
 MAX_CONTINUATION_WORDS = 2
 
@@ -27,8 +27,8 @@ def is_follow_up(question: str) -> bool:
     own = tokenize(question)
     words = re.findall(r"[a-z']+", question.lower())
     opening = " ".join(words[:2])
-    if not own:
-        return True
+    if not own:  # "Why?" leans on what came before; "Who is he?" asks about the one interviewed
+        return not any(w in PERSONS for w in words)
     if any(w in POINTERS for w in words) and len(own) <= MAX_OWN_WORDS:
         return True
     continues = any(opening == c or opening.startswith(c + " ") or words[:1] == [c] for c in CONTINUATIONS)

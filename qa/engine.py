@@ -24,12 +24,15 @@ from embeddings.model import Embedder
 from qa.answer import Answer, build
 from qa.conversation import searched_as
 from qa.retrieve import (
+    Evidence,
     Hit,
     Query,
     Ranker,
     content_tokens,
+    content_words,
     demote_seen,
     lexical_doc,
+    verdict,
     window_text,
     windows,
     without_echo,
@@ -49,7 +52,10 @@ CALIBRATION = Path(__file__).with_name("calibration.json")
 MAX_QUESTION_CHARS = 2000
 MAX_K = 20
 MAX_HISTORY = 20  # earlier questions read: a follow-up leans on the last few, and each costs a check
-FALLBACK_CALIBRATION = {"alpha": 0.3, "threshold": 0.55}
+# For a model never calibrated: answer when the best cosine plus 0.3 x word coverage reaches 0.55,
+# not in the interview under 0.4 (retrieve.on_topic).
+FALLBACK_CALIBRATION = {"mean": [0.0] * 8, "scale": [1.0] * 8, "coef": [10.0, 3.0, 0, 0, 0, 0, 0, 0],
+                        "intercept": -5.5, "answer": 0.5, "floor": 0.4}  # fmt: skip
 
 
 class QuestionError(ValueError):
@@ -144,7 +150,7 @@ def load_calibration(model_name: str, index_dir: Path | None = None) -> dict[str
             fit = json.loads(path.read_text(encoding="utf-8")).get(model_name)
         except (OSError, ValueError, AttributeError):
             continue
-        if fit:
+        if fit and "coef" in fit:  # an older file (one threshold) is not a verdict fit
             return fit
     return None
 
@@ -563,16 +569,14 @@ class Engine:
 
     def query(self, text: str) -> Query:
         vectors, tokens, pieces = self.embedder.encode_tokens([text])
-        return Query(text, vectors[0], content_tokens(tokens[0].astype(np.float32), pieces[0]))
+        kept = content_tokens(tokens[0].astype(np.float32), pieces[0])
+        return Query(text, vectors[0], kept, content_words(pieces[0]))
 
     def rank(
         self, question: str, allowed: np.ndarray | None = None, state: Loaded | None = None
-    ) -> tuple[list[Hit], float]:
-        """Ranked windows and the confidence that the transcripts address the question."""
-        ranker = (state or self.state).ranker
-        query = self.query(question)
-        hits, top = ranker.search(query, allowed)
-        return hits, ranker.confidence(query, self.calibration["alpha"], top=top)
+    ) -> tuple[list[Hit], Evidence]:
+        """Ranked windows and the evidence that the transcripts answer the question."""
+        return (state or self.state).ranker.search(self.query(question), allowed)
 
     def ask(
         self, question: object, k: object = 3, source: str | None = None,
@@ -582,6 +586,13 @@ class Engine:
 
         `history` holds the user's earlier questions, oldest first: a follow-up is searched
         together with the question it follows."""
+        return self.ask_with_evidence(question, k, source, speaker, history)[0]
+
+    def ask_with_evidence(
+        self, question: object, k: object = 3, source: str | None = None,
+        speaker: str | None = None, history: Sequence[object] = (),
+    ) -> tuple[Answer, Evidence]:  # fmt: skip
+        """`ask`, and the evidence its verdict was read from (for calibration and eval)."""
         state = self.state
         question = clean_question(question)
         k = check_k(k)
@@ -590,20 +601,20 @@ class Engine:
         earlier = [clean_question(h) for h in recent if isinstance(h, str) and h.strip()]
         query = searched_as(question, earlier)
         try:
-            hits, confidence = self.rank(query, allowed, state)
+            hits, evidence = self.rank(query, allowed, state)
             if query != question:  # a follow-up: its asker has just read the answer to the one before
                 shown, _ = self.rank(searched_as(earlier[-1], earlier[:-1]), allowed, state)
                 hits = demote_seen(hits, shown[0]) if shown else hits
         except ConnectionError as e:  # the index server (embeddings/qdrant.py) is down
             raise QuestionError(f"the index cannot be searched now: {e}; ask again shortly", 503) from None
         hits = without_echo(hits, state.passages, question)
-        answered = bool(hits) and confidence >= self.calibration["threshold"]
+        said, confidence = verdict(evidence, self.calibration)
         answer = build(
-            question, hits, state.passages, state.texts, state.titles, k, answered, confidence,
+            question, hits, state.passages, state.texts, state.titles, k, said if hits else False, confidence,
             self.model_name, query,
         )  # fmt: skip
         self._check_current(answer, state)
-        return answer
+        return answer, evidence
 
     def _check_current(self, answer: Answer, state: Loaded) -> None:
         """Quotes are offsets into the files as they were read: a file changed since then is

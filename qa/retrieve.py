@@ -1,16 +1,20 @@
 """Question -> ranked quotes: ALL ranking lives here, as pure functions of arrays built once.
 
 The unit ranked and quoted is a window of 1-3 adjacent sentences of one turn. Each candidate
-window gets three signals, each turned into a z-score over this question's candidate pool, so
-that no signal wins by its scale on one corpus, and the three are added with equal weights:
+window gets four signals, each turned into a z-score over this question's candidate pool, so
+that no signal wins by its scale on one corpus, and added with the WEIGHTS:
 - dense: the cosine of the question to the window, embedded as "Speaker: text";
 - late interaction (MaxSim, as in ColBERT, with no training): the mean over the question's content
   tokens of their best cosine to any token of the window, from the same model's token vectors;
 - BM25 of the question against the window with its speaker, the question it answers and its
-  section headline, so that names, questions and headlines are searchable context.
+  section headline, so that names, questions and headlines are searchable context;
+- asked: for an interviewee's window, the cosine of the question to the interviewer's question it
+  replies to (its best window), so that a reply whose words lean on that question ("in this
+  regard") is found through it, instead of the question itself taking the reply's place.
 An interviewer's window is ranked PREFER_ANSWER lower: when the evidence is close, the
 interviewee's words win, but an answer only the interviewer's words hold still comes first.
-How these were chosen, and on which questions they were measured: README, "Retrieval".
+The verdict (answer, unsure, not in the interview) is read from the Evidence of the best
+windows. How these were chosen, and on which questions they were measured: README, "Retrieval".
 """
 
 from __future__ import annotations
@@ -19,21 +23,23 @@ import math
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 from scipy import sparse
 
-from qa.transcript import QUESTION, Passage
+from qa.transcript import ANSWER, QUESTION, TITLE, Passage
 
 MAX_SENTENCES = 3  # a window is 1 to this many adjacent sentences of one turn
 MAX_WINDOW_CHARS = 400  # a longer run of sentences is not one quote: its sentences still are
 MAX_ASKED_CHARS = 1000  # of the question a window answers, as its lexical context
 CANDIDATES = 64  # per signal (dense, BM25); their union, with its single sentences, is scored
-WEIGHTS = {"dense": 1.0, "maxsim": 1.0, "lexical": 0.5}  # of the z-scores (bench/tune.py, README)
+WEIGHTS = {"dense": 1.0, "maxsim": 1.0, "lexical": 0.5, "asked": 0.5}  # of the z-scores (bench/tune.py)
 PREFER_ANSWER = 1.2  # in z-units, taken off an interviewer's window (bench/tune.py)
 SEEN_PENALTY = 0.5  # in z-units: a follow-up ranks the quote just shown this much lower
+HIGHLIGHT_TYPE = 1.0  # in z-units: for the highlight, a sentence of the type asked for (a time, ...)
+ABOUT_TITLE = 10.0  # in z-units, added to a title line for a question about the interview: it comes first
 STEM = 6  # prefix stemming: "intervenes", "intervention" -> "interv"
 TIE = 1e-5  # BM25 scores this close are equal (float rounding differs between backends)
 
@@ -76,6 +82,125 @@ class Query:
     text: str
     vector: np.ndarray
     tokens: np.ndarray
+    words: np.ndarray | None = None  # per token, the word it is a piece of (None: each its own)
+
+
+EVIDENCE_WINDOWS = 3  # the best windows the verdict looks at
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the verdict is read from, for one question: each a way a near miss (a question on
+    the topic that the transcript does not answer) differs from a question it answers."""
+
+    cosine: float  # the best window cosine
+    coverage: float  # share of the question's words (by rarity) found in the transcripts at all
+    word_min: float  # the worst-met question word's best cosine in the best windows (its pieces' mean)
+    word_low2: float  # the mean of the two worst-met words'
+    token_mean: float  # the mean over all question tokens
+    margin: float  # the best window's fused score above the one EVIDENCE_WINDOWS down
+    agree: float  # share of the three signals that each rank the best window among their best
+    type_missed: float  # 1 when the question asks for a number, a time or a person the best lacks
+    about: bool = False  # a question about the interview itself, and a title line first to answer it
+
+    def features(self) -> list[float]:
+        return [self.cosine, self.coverage, self.word_min, self.word_low2, self.token_mean, self.margin,
+                self.agree, self.type_missed]  # fmt: skip
+
+
+FEATURES = ("cosine", "coverage", "word_min", "word_low2", "token_mean", "margin", "agree", "type_missed")
+VERDICT_ANSWER, VERDICT_UNSURE, VERDICT_NONE = "answer", "unsure", "not in the interview"
+
+
+def confidence(evidence: Evidence, fit: dict) -> float:
+    """A logistic score of the evidence, its weights fitted per model (`python -m qa calibrate`)."""
+    x = (np.array(evidence.features()) - np.array(fit["mean"])) / np.array(fit["scale"])
+    return 1 / (1 + math.exp(-float(np.clip(x @ np.array(fit["coef"]) + fit["intercept"], -50, 50))))
+
+
+FLOOR_COVERAGE = 0.1  # weight of word coverage beside the best cosine, for the floor (the earlier fit)
+
+
+def on_topic(evidence: Evidence) -> float:
+    """How much the transcripts are on the question's topic at all: the best window cosine, and a
+    little of the share of its words they hold."""
+    return evidence.cosine + FLOOR_COVERAGE * evidence.coverage
+
+
+def verdict(evidence: Evidence, fit: dict) -> tuple[str, float]:
+    """answer, unsure or not in the interview. Not in the interview: `on_topic` is under the
+    floor (nothing is on the question's topic: plainly off-topic). Otherwise an answer
+    when the confidence reaches its threshold, else unsure (on the topic, the answer in doubt)."""
+    p = confidence(evidence, fit)
+    if evidence.about:  # who is speaking, and what this is, are what a title line says
+        return VERDICT_ANSWER, p
+    if on_topic(evidence) < fit["floor"]:
+        return VERDICT_NONE, p
+    return (VERDICT_ANSWER if p >= fit["answer"] else VERDICT_UNSURE), p
+
+
+_NUMBER = re.compile(
+    r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|"
+    r"fifty|hundreds?|thousands?|millions?|billions?|dozens?|half|percent|once|twice)\b",
+    re.I,
+)
+_TIME = re.compile(
+    r"\b\d{1,4}\b|\b(?:january|february|march|april|may|june|july|august|september|october|november|"
+    r"december|monday|tuesday|wednesday|thursday|friday|saturday|sunday|today|yesterday|tomorrow|tonight|"
+    r"morning|evening|night|weeks?|months?|years?|days?|decades?|century|ago|recently|soon|later)\b",
+    re.I,
+)
+_PERSON = re.compile(
+    r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+|\b(?:I|me|my|we|us|our|he|him|his|she|her|they|them|their|you|"
+    r"president|minister|secretary|representative|general|leader|chief|head|government|allies|people|"
+    r"mother|father|wife|husband|friend|friends|boss|brother|sister|son|daughter|guy|girl|man|woman)\b"
+)
+
+
+def question_type(question: str) -> str:
+    """ "number", "time", "person" or "" for what the question's opening asks for."""
+    q = question.lower()
+    if re.search(r"\bhow (?:many|much|long|old|far|often)\b|\bwhat (?:percentage|number|amount)\b", q):
+        return "number"
+    when = r"^\W*(?:and |so |but )?when\b|\b(?:since|until) when\b"
+    if re.search(when + r"|\b(?:what|which) (?:year|date|day|month|time)\b", q):
+        return "time"
+    if re.search(r"^\W*(?:who|whom|whose)\b|\b(?:which|what) (?:person|people|country|countries)\b", q):
+        return "person"
+    return ""
+
+
+def type_missed(question: str, said: str) -> bool:
+    """Whether the question asks for a number, a time or a person and `said` holds none."""
+    kind = question_type(question)
+    pattern = {"number": _NUMBER, "time": _TIME, "person": _PERSON}.get(kind)
+    return bool(pattern) and not pattern.search(said)
+
+
+_ABOUT = re.compile(
+    r"^\W*(?:who(?:'s| is| was| are) (?:he|she|this|they|the (?:guest|interviewee|speaker|interviewer|host|"
+    r"journalist)s?)\W*$"
+    r"|who (?:interviewed|is interviewing|was interviewing|asked|asks|asked the questions|talked to|spoke to|"
+    r"spoke with|is talking|is he talking|is she talking|was he talking|was she talking)\b"
+    r"|what(?:'s| is| was) (?:this|the) (?:interview|conversation|talk|podcast|episode|transcript|"
+    r"discussion)(?: about)?\W*$|what(?:'s| is) this about\W*$)",
+    re.I,
+)
+_WHO_IS = re.compile(r"^\W*(?:who(?:'s| is| was)|tell me about)\s+(.+?)\W*$", re.I)
+
+
+def about_the_interview(question: str, speakers: Sequence[str]) -> bool:
+    """Whether a question asks who speaks or what the talk is ("Who is he?", "Who interviewed
+    him?", "Who is <a speaker>?", "What is this interview about?"): a title line answers it."""
+    if _ABOUT.search(question):
+        return True
+    m = _WHO_IS.match(question)
+    if not m:
+        return False
+    name = m.group(1).lower().split()
+    return any(
+        name == s.lower().split() or (len(name) == 1 and name[0] in s.lower().split()) for s in speakers
+    )
 
 
 def tokenize(text: str) -> list[str]:
@@ -93,6 +218,17 @@ def content_tokens(vectors: np.ndarray, pieces: Sequence[str]) -> np.ndarray:
         i for i, p in enumerate(pieces) if (w := p.lstrip("#▁Ġ").lower()).isalnum() and w not in STOPWORDS
     ]
     return vectors[keep] if keep else vectors
+
+
+def content_words(pieces: Sequence[str]) -> np.ndarray:
+    """For the tokens `content_tokens` keeps, the word each is a piece of ("rec", "##ci",
+    "##ling" are one word), numbered from 0: a rare word split in pieces counts once."""
+    keep = [
+        i for i, p in enumerate(pieces) if (w := p.lstrip("#▁Ġ").lower()).isalnum() and w not in STOPWORDS
+    ]
+    keep = keep or list(range(len(pieces)))
+    ids = np.cumsum([not (pieces[i].startswith("##") and i - 1 in keep) for i in keep]) - 1
+    return ids.astype(np.int64)
 
 
 def windows(passages: Sequence[Passage]) -> list[Window]:
@@ -309,6 +445,50 @@ class Ranker:
         self.signals = signals
         self.sentence = Bm25([p.text for p in self.passages])  # word coverage and the baseline
         self.asker = np.array([self.passages[w.first].role == QUESTION for w in self.windows], dtype=bool)
+        self.asked_start, self.asked_rows = self._asked()
+        self.title = np.array([self.passages[w.first].role == TITLE for w in self.windows], dtype=bool)
+        self.speakers = sorted({p.speaker for p in self.passages if p.role != TITLE and p.speaker})
+
+    def _asked(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per window, the rows of the interviewer's windows of the question it replies to, as
+        `asked_rows[asked_start[r]:asked_start[r + 1]]` (none for the interviewer's own windows
+        and where nobody interviews)."""
+        by_turn: dict[tuple[str, int], list[int]] = {}
+        for r, w in enumerate(self.windows):
+            p = self.passages[w.first]
+            if p.role == QUESTION:
+                by_turn.setdefault((p.source, p.turn), []).append(r)
+        latest: dict[str, int] = {}
+        replies_to = []  # per passage: the interviewer's turn it replies to
+        for p in self.passages:
+            if p.role == QUESTION:
+                latest[p.source] = p.turn
+            replies_to.append(latest.get(p.source) if p.role == ANSWER else None)
+        rows = [
+            by_turn.get((self.passages[w.first].source, t), [])
+            if (t := replies_to[w.first]) is not None
+            else []
+            for w in self.windows
+        ]
+        start = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+        flat = np.array([x for r in rows for x in r], dtype=np.int64)
+        return start, flat
+
+    def asked(self, vector: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per window row: the best cosine of the question to the interviewer's question it
+        replies to, and whether it replies to one at all. The cosines come from the signals, over
+        the interviewer's window rows, so that an engine holding the vectors computes them."""
+        counts = self.asked_start[rows + 1] - self.asked_start[rows]
+        has = counts > 0
+        out = np.zeros(len(rows), dtype=np.float32)
+        if has.any():
+            take = np.concatenate(
+                [self.asked_rows[self.asked_start[r] : self.asked_start[r + 1]] for r in rows[has]]
+            )
+            unique, back = np.unique(take, return_inverse=True)  # many replies share one question
+            sims = np.asarray(self.signals.cosine(vector, unique), dtype=np.float32)[back]
+            out[has] = np.maximum.reduceat(sims, np.concatenate([[0], np.cumsum(counts[has])[:-1]]))
+        return out, has
 
     def _windows_of(self, allowed: np.ndarray | None) -> np.ndarray | None:
         """A mask over passages as a mask over windows: all of a window's sentences allowed."""
@@ -319,15 +499,19 @@ class Ranker:
         return self.signals.nearest(vector, k, allowed)
 
     def maxsim(self, query_tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Per window row: mean over query tokens of the best cosine to any of its tokens. A
-        window of several sentences takes the best over its sentences' own token vectors."""
+        """Per window row: mean over query tokens of the best cosine to any of its tokens."""
+        return self.token_best(query_tokens, rows).mean(axis=1)
+
+    def token_best(self, query_tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Per window row and query token: the best cosine to any token of the window. A window
+        of several sentences takes the best over its sentences' own token vectors."""
         sentences = np.unique(np.concatenate([np.arange(self.first[r], self.last[r] + 1) for r in rows]))
         best = self.signals.token_best(query_tokens, self.single[sentences])  # per sentence
         a, b = np.searchsorted(sentences, self.first[rows]), np.searchsorted(sentences, self.last[rows])
         out = best[a]  # the max over each window's (consecutive) sentences
         for k in range(1, MAX_SENTENCES):
             out = np.maximum(out, best[np.minimum(a + k, b)])
-        return out.mean(axis=1)
+        return out
 
     def rank(self, query: Query, allowed: np.ndarray | None = None, pool: int = CANDIDATES) -> list[Hit]:
         """Candidate windows, best first. `allowed` masks passages (a filter by file or speaker)."""
@@ -335,34 +519,73 @@ class Ranker:
 
     def search(
         self, query: Query, allowed: np.ndarray | None = None, pool: int = CANDIDATES
-    ) -> tuple[list[Hit], float]:
-        """Candidate windows, best first, and the best window cosine (where confidence starts)."""
+    ) -> tuple[list[Hit], Evidence]:
+        """Candidate windows, best first, and the evidence the verdict is read from."""
         allowed = self._windows_of(allowed)
         terms = sorted(set(tokenize(query.text)))
         dense = self.dense(query.vector, allowed, pool)
         candidates = {r for r, _ in dense}
         candidates.update(r for r, _ in self.signals.bm25_top(terms, pool, allowed))
+        about = about_the_interview(query.text, self.speakers)
+        titles = self.title if allowed is None else self.title & allowed
+        if about:
+            candidates.update(int(i) for i in np.flatnonzero(titles))
         if not candidates:
-            return [], 0.0
+            return [], Evidence(0.0, self.coverage(query.text), -1.0, -1.0, -1.0, 0.0, 0.0, 0.0)
         # Every sentence of a candidate is scored alone too: that is how the highlight is chosen.
         singles = {int(self.single[s]) for r in candidates for s in range(self.first[r], self.last[r] + 1)}
         rows = np.array(sorted(candidates | singles), dtype=np.int64)
+        dense_rows = self.signals.cosine(query.vector, rows)
+        asked, replies = self.asked(query.vector, rows)
+        tokens = self.token_best(query.tokens, rows)
+        measured = (dense_rows, tokens.mean(axis=1), self.signals.bm25(terms, rows))
         score = (
-            WEIGHTS["dense"] * zscore(self.signals.cosine(query.vector, rows))
-            + WEIGHTS["maxsim"] * zscore(self.maxsim(query.tokens, rows))
-            + WEIGHTS["lexical"] * zscore(self.signals.bm25(terms, rows))
+            WEIGHTS["dense"] * zscore(measured[0])
+            + WEIGHTS["maxsim"] * zscore(measured[1])
+            + WEIGHTS["lexical"] * zscore(measured[2])
+            # A window that replies to no question is measured by its own cosine in this z-score.
+            + WEIGHTS["asked"] * replies * zscore(np.where(replies, asked, dense_rows))
             - PREFER_ANSWER * self.asker[rows]
+            + ABOUT_TITLE * about * self.title[rows]
         )
         first, last = self.first[rows], self.last[rows]
         alone = np.full(len(self.passages), -np.inf)  # each sentence's score on its own
         alone[first[first == last]] = score[first == last]
+        kind = question_type(query.text)
+        if kind:  # "When did it begin?": the sentence that holds a time answers it
+            said = first[(first == last) & np.isfinite(score)]
+            alone[said] += HIGHLIGHT_TYPE * np.array(
+                [not type_missed(query.text, self.passages[i].text) for i in said]
+            )
         spans = np.minimum(first[:, None] + np.arange(MAX_SENTENCES), last[:, None])  # their sentences
         best = spans[np.arange(len(rows)), np.argmax(alone[spans], axis=1)]
         hits = [
             Hit(int(a), int(b), int(c), float(x)) for a, b, c, x in zip(first, last, best, score, strict=True)
         ]
-        hits.sort(key=lambda h: (-h.score, h.first, h.last))
-        return hits, (dense[0][1] if dense else 0.0)
+        order = np.lexsort((last, first, -score))
+        hits = [hits[i] for i in order]
+        evidence = self._evidence(query, order, score, measured, tokens, dense[0][1] if dense else 0.0)
+        if about and self.title[rows[order[0]]]:
+            evidence = replace(evidence, about=True)
+        return hits, evidence
+
+    def _evidence(
+        self, query: Query, order: np.ndarray, score: np.ndarray, measured: tuple[np.ndarray, ...],
+        tokens: np.ndarray, top: float,
+    ) -> Evidence:  # fmt: skip
+        """How well the best windows meet the question (see Evidence), from the pool's arrays in
+        their ranked `order`."""
+        best = order[:EVIDENCE_WINDOWS]
+        covered = tokens[best].max(axis=0)  # each question token's best cosine in the best windows
+        words = query.words if query.words is not None else np.arange(len(covered))
+        per_word = np.sort(np.bincount(words, covered) / np.maximum(np.bincount(words), 1))
+        agree = np.mean([int(np.sum(x > x[order[0]])) < EVIDENCE_WINDOWS for x in measured])
+        margin = float(score[order[0]] - score[order[min(EVIDENCE_WINDOWS, len(order) - 1)]])
+        p = self.passages
+        said = " ".join(x.text for x in p[self.first[order[0]] : self.last[order[0]] + 1])
+        missed = float(type_missed(query.text, said))
+        return Evidence(float(top), self.coverage(query.text), float(per_word[0]), float(per_word[:2].mean()),
+                        float(covered.mean()), margin, float(agree), missed)  # fmt: skip
 
     def coverage(self, question: str) -> float:
         """Share of the question's words (weighted by rarity) that the corpus contains at all."""
@@ -375,16 +598,6 @@ class Ranker:
         total = sum(self.sentence.idf[j] if j is not None else unseen_idf for j in known)
         found = sum(self.sentence.idf[j] for j in known if j is not None)
         return float(found / total) if total > 0 else 0.0
-
-    def confidence(
-        self, query: Query, alpha: float, allowed: np.ndarray | None = None, top: float | None = None
-    ) -> float:
-        """How well the transcripts cover the question: the best window cosine (`top`, when the
-        search already found it) plus word coverage."""
-        if top is None:
-            nearest = self.dense(query.vector, self._windows_of(allowed), 1)
-            top = nearest[0][1] if nearest else 0.0
-        return top + alpha * self.coverage(query.text)
 
 
 ECHO_SHARE = 0.9  # an interviewer's window holding this share of a question's words asks it

@@ -1,7 +1,7 @@
 import pytest
 from conftest import INTERVIEW, FakeEmbedder, read_exact
 
-from qa.answer import build
+from qa.answer import VERDICTS, Answer, build
 from qa.engine import Engine, QuestionError, check_k, clean_question
 from qa.retrieve import MAX_SENTENCES, MAX_WINDOW_CHARS, Hit
 from qa.transcript import ANSWER, QUESTION, TITLE, parse_file
@@ -64,6 +64,22 @@ def test_refusal_quotes_nothing_but_shows_the_closest():
     assert answer.closest.start == t.passages[3].start and answer.closest.end == t.passages[4].end
     d = answer.to_dict()
     assert set(d) >= {"question", "answered", "quotes"} and d["quotes"] == []
+
+
+def test_three_verdicts_and_answered_only_for_an_answer():
+    t = parse_file(INTERVIEW)
+    hits = [Hit(3, 4, 4, 0.1), Hit(5, 5, 5, 0.05)]
+    texts = {t.source: t.text}
+    sure, unsure, refused = (build("q", hits, t.passages, texts, {}, 3, v, 0.1) for v in VERDICTS)
+    assert VERDICTS == ("answer", "unsure", "not in the interview")
+    assert [a.verdict for a in (sure, unsure, refused)] == list(VERDICTS)
+    assert [a.answered for a in (sure, unsure, refused)] == [True, False, False]
+    assert len(unsure.quotes) == 2 and unsure.quotes == sure.quotes and unsure.closest is None
+    assert refused.quotes == [] and refused.closest is not None
+    assert unsure.to_dict()["verdict"] == "unsure" and refused.to_dict()["verdict"] == "not in the interview"
+    assert Answer("q", True).verdict == "answer" and Answer("q", False).verdict == "not in the interview"
+    with pytest.raises(ValueError):
+        Answer("q", True, verdict="maybe")
 
 
 def test_answer_object_shape(engine):

@@ -95,8 +95,8 @@ def test_eval_prints_project_and_baselines(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     names = [line.split()[0] for line in r.stdout.splitlines()[3:]]
-    assert names == ["qa", "bm25", "dense"]
-    assert "hit@1" in r.stdout and "refused" in r.stdout
+    assert names == ["qa", "bm25", "dense", "dense"]  # the last: "dense windows"
+    assert "hit@1" in r.stdout and "refused" in r.stdout and "dense windows" in r.stdout
 
 
 def test_stdin_lines_carry_history(tmp_path):
@@ -156,7 +156,8 @@ def test_eval_runs_every_set_of_a_suite_and_pools_a_folder(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     sets = ["dev", "scenes/a", "scenes/b", "scenes (all 2)"]
-    assert [(x["set"], x["name"]) for x in rows] == [(s, n) for s in sets for n in ("qa", "bm25", "dense")]
+    names = ("qa", "bm25", "dense", "dense windows")
+    assert [(x["set"], x["name"]) for x in rows] == [(s, n) for s in sets for n in names]
     assert {x["set"]: x["n"] for x in rows} == {"dev": 2, "scenes/a": 1, "scenes/b": 1, "scenes (all 2)": 2}
     qa = {x["set"]: x for x in rows if x["name"] == "qa"}
     assert qa["dev"]["refused"] is not None and qa["scenes/a"]["refused"] is None
@@ -174,8 +175,9 @@ def test_calibrate_fits_on_every_set_without_writing(tmp_path):
     assert r.returncode == 0, r.stderr
     (model, fit), *rest = json.loads(r.stdout).items()
     assert not rest and model == "sentence-transformers/all-MiniLM-L6-v2"
-    assert fit["in_scope"] == 4 and fit["off_topic"] == 2
-    assert set(fit) == {"alpha", "threshold", "balanced_accuracy", "in_scope", "off_topic"}
-    assert 0 <= fit["alpha"] <= 1 and 0.5 <= fit["balanced_accuracy"] <= 1
+    assert fit["questions"] == {"in": 4, "plain": 2, "near": 2}  # the scenes lend each other near misses
+    assert set(fit) == {"mean", "scale", "coef", "intercept", "features", "answer", "floor", "questions"}
+    assert -1 <= fit["floor"] <= 1 and 0 <= fit["answer"] <= 1 and len(fit["coef"]) == len(fit["features"])
+    assert "under a fit made without it" in r.stderr and "hit@1 answered" in r.stderr
     assert CALIBRATION.read_bytes() == before  # only --write stores it
     assert run(tmp_path, "calibrate", "--oos", "x.jsonl").returncode == 2  # no such option any more

@@ -24,6 +24,16 @@ def test_questions_that_stand_alone_are_not_follow_ups():
     assert len(flagged) <= 1, flagged
 
 
+def test_he_alone_does_not_make_a_follow_up():
+    for question in ["What does he think about China's role in the war?", "Did he talk about the Olympics?",
+                     "Who is he?", "Who interviewed him?"]:  # fmt: skip
+        assert not is_follow_up(question), question
+    assert is_follow_up("What else did he underestimate?")
+    assert searched_as("Did he talk about the Olympics?", ["Who decides whether Georgia can join?"]) == (
+        "Did he talk about the Olympics?"
+    )
+
+
 def test_resolve_chains_follow_ups_and_drops_old_topics():
     assert searched_as("Why?", ["Where does Russia get drones?"]) == "Why? Where does Russia get drones?"
     assert searched_as("When?", ["Did Russia annex Crimea?", "Why?"]) == "When? Why? Did Russia annex Crimea?"

@@ -182,7 +182,7 @@ def test_signals_are_those_computed_in_memory_and_never_of_an_unlisted_file(qdir
 
 def test_maxsim_of_a_longer_window_is_built_from_its_sentences(tmp_path, qdir):
     """A window of 2-3 sentences stores no token vectors; its MaxSim is the best of its sentences',
-    the same number as in memory."""
+    the same number as in memory; so are the "asked" signal and the verdict's evidence."""
     e = engine(tmp_path, INTERVIEW, backend=embedded(qdir))
     f = engine(tmp_path, INTERVIEW)
     longer = np.flatnonzero(e.ranker.first != e.ranker.last)[:40]
@@ -192,6 +192,15 @@ def test_maxsim_of_a_longer_window_is_built_from_its_sentences(tmp_path, qdir):
         e.ranker.maxsim(q.tokens, longer), f.ranker.maxsim(q.tokens, longer), atol=2e-3
     )
     assert isinstance(f.ranker, Ranker) and not hasattr(e.ranker.signals, "vectors")
+    # The "asked" signal reads the interviewer's windows' cosines from the engine too, as does
+    # the evidence the verdict is read from: the same numbers as in memory.
+    rows = np.arange(len(e.ranker.windows))
+    (ours, replies), (theirs, same) = e.ranker.asked(q.vector, rows), f.ranker.asked(q.vector, rows)
+    assert replies.any() and (replies == same).all()
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    (hits, evidence), (faiss_hits, faiss_evidence) = e.ranker.search(q), f.ranker.search(q)
+    assert [h.rows() for h in hits[:3]] == [h.rows() for h in faiss_hits[:3]]
+    np.testing.assert_allclose(evidence.features(), faiss_evidence.features(), atol=2e-3)
 
 
 # --- the engine on Qdrant Edge: a folder synced file by file ----------------------------------------

@@ -5,7 +5,16 @@ import os
 import pytest
 from conftest import INTERVIEW, FakeEmbedder, read_exact
 
-from qa.engine import MAX_K, MAX_QUESTION_CHARS, Engine, QuestionError, check_k, clean_question, file_label
+from qa.engine import (
+    FALLBACK_CALIBRATION,
+    MAX_K,
+    MAX_QUESTION_CHARS,
+    Engine,
+    QuestionError,
+    check_k,
+    clean_question,
+    file_label,
+)
 
 PODCAST = """Tom Hale: Welcome, Lena. Why did you move to Baku?
 Lena Berg: I moved for the port project. The Caspian trade was growing fast.
@@ -62,7 +71,7 @@ def test_unknown_source_or_speaker_names_what_is_known(engine):
 
 
 def test_filters_keep_only_the_file_and_speaker_asked_for(engine):
-    engine.calibration = {"alpha": 0.0, "threshold": float("-inf")}  # never refuse: filters alone
+    engine.calibration = {**FALLBACK_CALIBRATION, "answer": 0.0, "floor": -1.0}  # never refuse: filters alone
     question = "security in the Caspian region"
     sources = lambda **f: {q.source for q in engine.ask(question, 5, **f).quotes}  # noqa: E731
     assert sources() == {"data/podcast.txt", "data/interview.txt"}  # as the user can open them
@@ -93,14 +102,17 @@ def test_a_follow_up_is_searched_with_the_question_it_follows(engine):
     assert engine.ask("What worries Lena most?", history=[NATO]).searched == "What worries Lena most?"
 
 
-def test_below_the_threshold_it_refuses_and_shows_the_closest(engine):
-    engine.calibration = {"alpha": 0.1, "threshold": 99}
+def test_below_the_thresholds_it_is_unsure_or_refuses_and_shows_the_closest(engine):
+    engine.calibration = {**FALLBACK_CALIBRATION, "answer": 1.01, "floor": 1.01}
     answer = engine.ask(NATO)
-    assert not answer.answered and answer.quotes == []
+    assert not answer.answered and answer.quotes == [] and answer.verdict == "not in the interview"
     assert answer.closest is not None and "NATO" in answer.closest.text
-    assert answer.confidence < 99
-    engine.calibration = {"alpha": 0.1, "threshold": answer.confidence}
-    assert engine.ask(NATO).answered  # the same question at exactly its confidence is answered
+    assert answer.confidence < 1.01
+    engine.calibration = {**FALLBACK_CALIBRATION, "answer": 1.01, "floor": -1.0}
+    unsure = engine.ask(NATO, 2)
+    assert unsure.verdict == "unsure" and not unsure.answered and len(unsure.quotes) == 2
+    engine.calibration = {**FALLBACK_CALIBRATION, "answer": answer.confidence - 1e-4, "floor": -1.0}
+    assert engine.ask(NATO).answered  # the same question at its confidence is answered
 
 
 def test_refresh_with_nothing_changed_re_embeds_nothing(engine, fake):

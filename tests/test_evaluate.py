@@ -6,6 +6,7 @@ from conftest import INTERVIEW, FakeEmbedder
 
 from qa import evaluate as ev
 from qa.engine import Engine
+from qa.retrieve import FEATURES, Evidence, on_topic, verdict
 
 
 def jsonl(path, rows):
@@ -45,59 +46,69 @@ def test_pooled_weights_each_set_by_its_questions():
     assert qa.row()[:3] == ["scenes (all 2)", "4", "qa"]
 
 
-def test_calibrate_fits_one_threshold_over_every_set(tmp_path):
-    e = Engine(INTERVIEW, tmp_path / "i", embedder=FakeEmbedder(), progress=False, log=lambda m: None)
-    questions = [{"question": "Is NATO a party to this war?"}, {"question": "Finland and Sweden joining"}]
-    more = [{"question": "Russia annexed Crimea in 2014"}]
-    off_topic = [{"question": "How do I bake sourdough bread?"}, {"question": "Who painted the Mona Lisa?"},
-                 {"question": "Who wrote Hamlet?", "hard": True}]  # fmt: skip
-    fit = ev.calibrate([(e, questions, off_topic), (e, more, [])])
-    assert fit["in_scope"] == 3 and fit["off_topic"] == 2  # a hard one is not plainly off-topic
-    assert fit["balanced_accuracy"] == 1.0 and 0 <= fit["alpha"] <= 1
-    # The engine's confidence with the fitted weight answers every in-scope question, refuses the rest.
-    confidence = [e.ranker.confidence(e.query(q["question"]), fit["alpha"]) for q in questions + more]
-    assert min(confidence) >= fit["threshold"]
-    assert all(
-        e.ranker.confidence(e.query(q["question"]), fit["alpha"]) < fit["threshold"] for q in off_topic[:2]
-    )
-
-
-NATO = ["Is NATO a party to this war?", "Finland and Sweden joining", "What about Iranian drones?"]
+NATO = [
+    "Is NATO a party to this war?",
+    "Finland and Sweden joining",
+    "What about Iranian drones?",
+    "Russia annexed Crimea in 2014",
+]
+OFF = ["How do I bake sourdough bread?", "Who painted the Mona Lisa?", "What is the capital of Peru?"]
 
 
 def asked(questions, **extra):
     return [{"question": q, **extra} for q in questions]
 
 
-def test_calibrate_picks_the_best_split_when_none_is_perfect(tmp_path):
-    """One in-scope question is really off-topic and one off-topic question is really about the
-    interview: the fit answers the rest, refuses the rest, and no weight or threshold does better."""
-    e = Engine(INTERVIEW, tmp_path / "i", embedder=FakeEmbedder(), progress=False, log=lambda m: None)
-    in_scope = asked([*NATO, "Russia annexed Crimea in 2014", "Who painted the Mona Lisa?"])
-    off_topic = asked(["How do I bake sourdough bread?", "Who wrote Hamlet?", "What is the capital of Peru?",
-                       "NATO and Azerbaijan cooperation"])  # fmt: skip
-    fit = ev.calibrate([(e, in_scope, off_topic)])
-    reloaded = Engine(INTERVIEW, tmp_path / "i", embedder=FakeEmbedder(), progress=False, log=lambda m: None)
-    assert reloaded.report.embedded_windows == 0  # its vectors read back from disk
-    assert ev.calibrate([(reloaded, in_scope, off_topic)]) == fit  # the same sets, the same fit
-    e.calibration = fit
-    answered = {q["question"] for q in in_scope + off_topic if e.ask(q["question"]).answered}
-    assert answered == {q["question"] for q in in_scope[:4] + off_topic[3:]}
-    assert fit["balanced_accuracy"] == pytest.approx((4 / 5 + 3 / 4) / 2)
-    # Every weight on the grid and every threshold that splits the questions differently.
-    queries = {q["question"]: e.query(q["question"]) for q in in_scope + off_topic}
-    for alpha in np.arange(0.0, 1.01, 0.05):
-        scores = {q: e.ranker.confidence(query, alpha) for q, query in queries.items()}
-        for t in scores.values():
-            yes = np.mean([scores[q["question"]] >= t for q in in_scope])
-            no = np.mean([scores[q["question"]] < t for q in off_topic])
-            assert (yes + no) / 2 <= fit["balanced_accuracy"] + 1e-9, (alpha, t)
+def judged(kind, xs, name="a"):
+    """Hand-made evidence: the first feature carries the signal, the rest is constant."""
+    return [ev.Judged(name, kind, [x] + [0.0] * 7, 0) for x in xs]
 
 
-def test_calibrate_needs_off_topic_questions_somewhere(tmp_path):
+def test_fit_verdict_learns_the_signal_and_places_two_thresholds():
+    data = judged("in", np.linspace(0.6, 1.0, 20)) + judged("near", np.linspace(0.3, 0.7, 20))
+    data += judged("plain", np.linspace(0.0, 0.2, 10))
+    fit = ev.fit_verdict(data, target=0.9)
+    assert fit["coef"][0] > 0 and fit["features"] == list(FEATURES) and len(fit["coef"]) == len(FEATURES)
+    assert 0.2 <= fit["floor"] < 0.6 and 0 < fit["answer"] < 1  # the floor in the gap, nearer off-topic
+    figures = ev.verdict_figures(fit, data)
+    assert figures["answered"] == pytest.approx(0.9) and figures["plain_refused"] == 1.0
+    assert figures["hit1_answered"] == 1.0 and 0.5 <= figures["near_not_answered"] < 1
+    # The same fit, read by the engine's verdict, gives the same answer/unsure/refuse split.
+    for j, p in zip(data, ev.scores(fit, data), strict=True):
+        said, confidence = verdict(Evidence(*j.features), fit)
+        assert confidence == pytest.approx(p)
+        below = on_topic(Evidence(*j.features)) < fit["floor"]
+        expected = "not in the interview" if below else "answer" if p >= fit["answer"] else "unsure"
+        assert said == expected
+
+
+def test_each_set_counts_as_one_and_folds_leave_their_set_out():
+    big = judged("in", np.linspace(0.6, 1.0, 200), "big") + judged("near", np.linspace(0.0, 0.5, 200), "big")
+    small = judged("in", [0.9, 0.95], "small") + judged("near", [0.1, 0.2], "small")
+    weights = ev._weights(big + small)
+    assert weights[:200].sum() == pytest.approx(1) and weights[-2:].sum() == pytest.approx(1)
+    folds = ev.cross_validate(big + small)
+    assert set(folds) == {"big", "small"} and folds["small"]["answered"] == 1.0
+    curve = ev.held_out_curve(big + small, [1.0, 0.5])
+    assert curve[0][0] == 1.0 and curve[1][0] == pytest.approx(0.5, abs=0.02) and curve[1][2] == 1.0
+
+
+def test_judge_suite_asks_each_set_and_lends_sibling_episodes_near_misses(tmp_path):
     e = Engine(INTERVIEW, tmp_path / "i", embedder=FakeEmbedder(), progress=False, log=lambda m: None)
-    with pytest.raises(ValueError, match="plainly off-topic"):
-        ev.calibrate([(e, asked(NATO), []), (e, asked(NATO), asked(["Who wrote Hamlet?"], hard=True))])
-    # A set of off-topic questions alone and a set of in-scope ones alone fit together.
-    fit = ev.calibrate([(e, [], asked(["How do I bake sourdough bread?"])), (e, asked(NATO), [])])
-    assert (fit["in_scope"], fit["off_topic"], fit["balanced_accuracy"]) == (3, 1, 1.0)
+    f = Engine(INTERVIEW, tmp_path / "j", embedder=FakeEmbedder(), progress=False, log=lambda m: None)
+    out = ev.judge_suite([("talk", e, asked(NATO[:2]), asked(OFF[:1]) + asked(["NATO and China"], hard=True)),
+                          ("eps/a", e, asked(NATO[2:3]), []), ("eps/b", f, asked(NATO[3:]), [])])  # fmt: skip
+    kinds = [(j.set, j.kind, j.question) for j in out]
+    assert ("talk", "plain", OFF[0]) in kinds and ("talk", "near", "NATO and China") in kinds
+    assert ("eps/a", "near", NATO[3]) in kinds and ("eps/b", "near", NATO[2]) in kinds
+    assert all(len(j.features) == len(FEATURES) for j in out)
+
+
+def test_near_misses_alone_are_a_set_of_their_own(tmp_path):
+    suite = tmp_path / "suite"
+    jsonl(suite / "near_out_of_scope.jsonl", [{"question": "x", "hard": True}])
+    (s,) = ev.discover(suite, INTERVIEW)
+    assert (s.name, s.questions, len(s.off_topic)) == ("near", [], 1)
+    e = Engine(INTERVIEW, tmp_path / "i", embedder=FakeEmbedder(), progress=False, log=lambda m: None)
+    (row,) = ev.evaluate(e, [], asked(["NATO and China"], hard=True) + asked(OFF))
+    assert row.hit1 is None and row.near is not None and row.refused is not None

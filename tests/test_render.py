@@ -263,3 +263,15 @@ def test_context_finds_the_turn_quickly_among_many():
     assert seconds(large, near_end) < 3 * seconds(small, few) + 0.05
     html = context_html(large, near_end[-1].start, "/transcript/many.txt")
     assert literal("Answer 2499 is here.") in html and "<strong>Host</strong>" in html
+
+
+def test_an_unsure_answer_says_so_and_still_shows_its_quotes(engine):
+    from qa.render import REFUSAL, UNSURE, answer_text
+
+    sure = engine.ask("Finland and Sweden joining", 2)
+    unsure = Answer(sure.question, False, sure.quotes, 0.1, verdict="unsure")
+    html, text = answer_html(unsure), answer_text(unsure)
+    assert UNSURE in unescape(html) and REFUSAL not in unescape(html) and "<mark>" in html
+    assert UNSURE not in unescape(answer_html(sure))
+    assert UNSURE in text and sure.quotes[0].text in text
+    assert UNSURE in conversation_markdown([unsure]) and REFUSAL not in conversation_markdown([unsure])

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from qa.retrieve import (
+    FEATURES,
     MAX_WINDOW_CHARS,
     SEEN_PENALTY,
     Bm25,
@@ -10,15 +11,20 @@ from qa.retrieve import (
     Query,
     Ranker,
     Window,
+    about_the_interview,
     content_tokens,
+    content_words,
     demote_seen,
     dense_search,
+    question_type,
     tokenize,
+    type_missed,
+    verdict,
     window_text,
     windows,
     zscore,
 )
-from qa.transcript import ANSWER, QUESTION, Passage
+from qa.transcript import ANSWER, QUESTION, TITLE, Passage
 
 E = np.eye(4, dtype=np.float32)  # four hand-written directions: drones, time, bread, asking
 
@@ -61,6 +67,8 @@ def test_content_tokens_drop_stopwords_and_punctuation():
     pieces = ["what", "is", "the", "interven", "##tion", "?"]
     assert content_tokens(vectors, pieces).ravel().tolist() == [3, 4]
     assert content_tokens(vectors[:2], ["▁Iran", "Ġdrones"]).ravel().tolist() == [0, 1]
+    assert content_words(pieces).tolist() == [0, 0]  # "interven" "##tion": one word
+    assert content_words(["▁Iran", "Ġdrones"]).tolist() == [0, 1]
     # Nothing but stopwords: every token is kept, so that a question always has some.
     assert content_tokens(vectors[:3], ["what", "is", "?"]).ravel().tolist() == [0, 1, 2]
 
@@ -178,10 +186,77 @@ def test_coverage_is_share_of_known_words():
     assert r.coverage("what is the") == 0.0  # stopwords only
 
 
-def test_confidence_is_the_best_cosine_plus_weighted_coverage():
+def test_verdict_reads_two_thresholds_of_one_logistic_score():
     r = ranker()
-    assert np.isclose(r.confidence(DRONES, 0.5), 1.0 + 0.5 * r.coverage("drones Iran"))
+    _, evidence = r.search(DRONES)
+    assert evidence.coverage == r.coverage("drones Iran")
     allowed = np.array([True, False, True, True])
-    assert np.isclose(r.confidence(DRONES, 0.0, allowed), 0.6)  # the best allowed window is the question
-    nothing = np.zeros(4, dtype=bool)
-    assert np.isclose(r.confidence(DRONES, 0.3, nothing), 0.3 * r.coverage("drones Iran"))
+    assert np.isclose(r.search(DRONES, allowed)[1].cosine, 0.6)  # the best allowed window is the question
+    fit = {"mean": [0.0] * 8, "scale": [1.0] * 8, "coef": [10.0] + [0.0] * 7, "answer": 0.5, "floor": 0.5}
+    said = [verdict(evidence, {**fit, "intercept": b}) for b in (-10.0, -15.0)]
+    assert [v for v, _ in said] == ["answer", "unsure"]  # the best cosine is 1: above the floor
+    assert np.isclose(said[0][1], 0.5) and said[0][1] > said[1][1]
+    assert verdict(evidence, {**fit, "intercept": -5.0, "floor": 2.0})[0] == "not in the interview"
+
+
+def test_a_reply_is_found_through_the_question_it_answers():
+    """Bob's "in this regard" line shares nothing with the question; Ann's question does. The
+    asked signal lifts the reply, so the question does not stand in for it."""
+    ps = [
+        passage(0, QUESTION, "Where do the drones come from?", 0),
+        passage(1, ANSWER, "Bread is baked daily in this regard.", 1),
+        passage(2, ANSWER, "It rained.", 2),
+    ]
+    r = Ranker(
+        ps, np.array([E[0], E[2], E[1]]), np.array([E[0], E[2], E[1]], np.float16), np.ones(3, np.int32)
+    )
+    asked, replies = r.asked(E[0], np.arange(3))
+    assert replies.tolist() == [False, True, True] and np.allclose(asked[1:], [1, 1])
+    assert r.asked_rows.tolist() == [0, 0]
+
+
+def test_evidence_and_its_features():
+    hits, evidence = ranker().search(DRONES)
+    assert hits[0].first == 1 and evidence.cosine == pytest.approx(1.0)
+    assert evidence.word_min == pytest.approx(1.0) and evidence.agree == 1.0
+    assert len(evidence.features()) == len(FEATURES) and not evidence.about
+
+
+@pytest.mark.parametrize(
+    "question, kind",
+    [("How many soldiers left?", "number"), ("When did the war begin?", "time"), ("What year?", "time"),
+     ("Who decides on membership?", "person"), ("Why did it start?", ""), ("What is the ITPP?", "")],
+)  # fmt: skip
+def test_question_type(question, kind):
+    assert question_type(question) == kind
+
+
+def test_type_missed_only_when_the_type_is_absent():
+    assert type_missed("How many left?", "Nobody knows.") and not type_missed(
+        "How many left?", "About 700,000."
+    )
+    assert type_missed("When did it begin?", "It was bad.") and not type_missed("When?", "In 2014 it began.")
+    assert not question_type("In what shape was the army when the assault came?")
+    assert type_missed("How many left?", "All of them, and most stayed.")
+    assert not type_missed("Why?", "Because.")
+
+
+@pytest.mark.parametrize(
+    "question, about",
+    [("Who is he?", True), ("who's she", True), ("Who interviewed him?", True), ("Who is Bob?", True),
+     ("Who is Bob Smith?", True), ("What is this interview about?", True), ("What's this about?", True),
+     ("Who is Putin?", False), ("Who decides on membership?", False), ("What is NATO about?", False)],
+)  # fmt: skip
+def test_questions_about_the_interview_itself(question, about):
+    assert about_the_interview(question, ["Bob Smith", "Ann"]) is about
+
+
+def test_a_title_line_answers_who_is_speaking():
+    ps = [Passage("s.txt", 0, 20, "Ann talks to Bob", "Title", "", "", 0, TITLE), *PASSAGES[1:]]
+    r = Ranker(ps, VECTORS, TOKENS, COUNTS)
+    hits, evidence = r.search(Query("Who is Bob?", E[0], E[:1]))
+    assert hits[0].first == 0 and evidence.about
+    assert verdict(evidence, {"mean": [0] * 8, "scale": [1] * 8, "coef": [0] * 8, "intercept": -9,
+                              "answer": 0.5, "floor": 2.0})[0] == "answer"  # fmt: skip
+    hits, evidence = r.search(DRONES)
+    assert hits[0].first != 0 and not evidence.about
