@@ -538,7 +538,8 @@ class Ranker:
         dense_rows = self.signals.cosine(query.vector, rows)
         asked, replies = self.asked(query.vector, rows)
         tokens = self.token_best(query.tokens, rows)
-        measured = (dense_rows, tokens.mean(axis=1), self.signals.bm25(terms, rows))
+        maxsim = tokens.mean(axis=1) if tokens.shape[1] else np.zeros(len(rows))  # no token: no signal
+        measured = (dense_rows, maxsim, self.signals.bm25(terms, rows))
         score = (
             WEIGHTS["dense"] * zscore(measured[0])
             + WEIGHTS["maxsim"] * zscore(measured[1])
@@ -584,6 +585,8 @@ class Ranker:
         p = self.passages
         said = " ".join(x.text for x in p[self.first[order[0]] : self.last[order[0]] + 1])
         missed = float(type_missed(query.text, said))
+        if not len(per_word):  # no content token at all ("😀🤔"): nothing of the question is met
+            per_word = covered = np.zeros(1)
         return Evidence(float(top), self.coverage(query.text), float(per_word[0]), float(per_word[:2].mean()),
                         float(covered.mean()), margin, float(agree), missed)  # fmt: skip
 
