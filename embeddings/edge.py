@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from embeddings.index import FORMAT_VERSION, FileEntry, IndexUnusable, Source, Stored, model_folder
-from embeddings.qdrant import BackendUnavailable, _reason
+from embeddings.qdrant import BackendUnavailable, _reason, check_record
 
 BATCH = 512  # points per upsert
 RECORD_ID = 1  # no window has an id below 1 << 32
@@ -240,11 +240,7 @@ class EdgeStore:
                 raise IndexUnusable(f"no index in {self}")
             record = self._record()
             try:
-                if record["format_version"] != FORMAT_VERSION:
-                    raise IndexUnusable(f"{self} has format {record['format_version']}, not {FORMAT_VERSION}")
-                if record["model"] != self.model:
-                    raise IndexUnusable(f"{self} was built with model {record['model'].get('name')}, "
-                                        f"not {self.model['name']}")  # fmt: skip
+                check_record(self, record, self.model)
                 dim = int(record["dim"])
                 files = {k: FileEntry(sha, int(rows), int(n)) for k, sha, rows, n, *_ in record["files"]}
                 slots = {file_id(k, sha): int(slot) for k, sha, _, _, _, slot in record["files"]}

@@ -131,6 +131,15 @@ def point_id(file: str, row: int) -> str:
     return str(uuid.uuid5(NAMESPACE, f"{file}/{row}"))
 
 
+def check_record(store: object, record: dict, model: dict) -> None:
+    """A stored record of another format or model is not ours to search (both Qdrant backends)."""
+    if record["format_version"] != FORMAT_VERSION:
+        raise IndexUnusable(f"{store} has format {record['format_version']}, not {FORMAT_VERSION}")
+    if record["model"] != model:
+        built = record["model"].get("name")
+        raise IndexUnusable(f"{store} was built with model {built}, not {model['name']}")
+
+
 class QdrantStore:
     """A `Backend` (embeddings/index.py) in a Qdrant collection."""
 
@@ -195,11 +204,7 @@ class QdrantStore:
             raise IndexUnusable(f"no collection {self.name} at {self.where}")
         record = self._record()
         try:
-            if record["format_version"] != FORMAT_VERSION:
-                raise IndexUnusable(f"{self} has format {record['format_version']}, not {FORMAT_VERSION}")
-            if record["model"] != self.model:
-                raise IndexUnusable(f"{self} was built with model {record['model'].get('name')}, "
-                                    f"not {self.model['name']}")  # fmt: skip
+            check_record(self, record, self.model)
             dim = int(record["dim"])
             files = {k: FileEntry(sha, int(rows), int(n)) for k, sha, rows, n, _ in record["files"]}
             token_totals = {k: int(n) for k, *_, n in record["files"]}
