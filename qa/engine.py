@@ -24,6 +24,7 @@ from embeddings.model import Embedder
 from qa.answer import Answer, build
 from qa.conversation import searched_as
 from qa.retrieve import (
+    FEATURES,
     Evidence,
     Hit,
     Query,
@@ -54,7 +55,7 @@ MAX_K = 20
 MAX_HISTORY = 20  # earlier questions read: a follow-up leans on the last few, and each costs a check
 # For a model never calibrated: answer when the best cosine plus 0.3 x word coverage reaches 0.55,
 # not in the interview under 0.4 (retrieve.on_topic).
-FALLBACK_CALIBRATION = {"mean": [0.0] * 8, "scale": [1.0] * 8, "coef": [10.0, 3.0, 0, 0, 0, 0, 0, 0],
+FALLBACK_CALIBRATION = {"mean": [0.0] * 9, "scale": [1.0] * 9, "coef": [10.0, 3.0, 0, 0, 0, 0, 0, 0, 0],
                         "intercept": -5.5, "answer": 0.5, "floor": 0.4}  # fmt: skip
 
 
@@ -150,7 +151,8 @@ def load_calibration(model_name: str, index_dir: Path | None = None) -> dict[str
             fit = json.loads(path.read_text(encoding="utf-8")).get(model_name)
         except (OSError, ValueError, AttributeError):
             continue
-        if fit and "coef" in fit:  # an older file (one threshold) is not a verdict fit
+        # An older file (one threshold, or other evidence) is not a fit of this verdict.
+        if fit and "coef" in fit and fit.get("features") == list(FEATURES):
             return fit
     return None
 

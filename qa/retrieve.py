@@ -101,14 +101,16 @@ class Evidence:
     margin: float  # the best window's fused score above the one EVIDENCE_WINDOWS down
     agree: float  # share of the three signals that each rank the best window among their best
     type_missed: float  # 1 when the question asks for a number, a time or a person the best lacks
+    score: float  # the best window's fused score: how far above the pool's other windows it stands
     about: bool = False  # a question about the interview itself, and a title line first to answer it
 
     def features(self) -> list[float]:
         return [self.cosine, self.coverage, self.word_min, self.word_low2, self.token_mean, self.margin,
-                self.agree, self.type_missed]  # fmt: skip
+                self.agree, self.type_missed, self.score]  # fmt: skip
 
 
-FEATURES = ("cosine", "coverage", "word_min", "word_low2", "token_mean", "margin", "agree", "type_missed")
+FEATURES = ("cosine", "coverage", "word_min", "word_low2", "token_mean", "margin", "agree", "type_missed",
+            "score")
 VERDICT_ANSWER, VERDICT_UNSURE, VERDICT_NONE = "answer", "unsure", "not in the interview"
 
 
@@ -531,7 +533,7 @@ class Ranker:
         if about:
             candidates.update(int(i) for i in np.flatnonzero(titles))
         if not candidates:
-            return [], Evidence(0.0, self.coverage(query.text), -1.0, -1.0, -1.0, 0.0, 0.0, 0.0)
+            return [], Evidence(0.0, self.coverage(query.text), -1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 0.0)
         # Every sentence of a candidate is scored alone too: that is how the highlight is chosen.
         singles = {int(self.single[s]) for r in candidates for s in range(self.first[r], self.last[r] + 1)}
         rows = np.array(sorted(candidates | singles), dtype=np.int64)
@@ -565,17 +567,18 @@ class Ranker:
         ]
         order = np.lexsort((last, first, -score))
         hits = [hits[i] for i in order]
-        evidence = self._evidence(query, order, score, measured, tokens, dense[0][1] if dense else 0.0)
+        evidence = self._evidence(query, rows[order[0]], order, score, measured, tokens,
+                                  dense[0][1] if dense else 0.0)
         if about and self.title[rows[order[0]]]:
             evidence = replace(evidence, about=True)
         return hits, evidence
 
     def _evidence(
-        self, query: Query, order: np.ndarray, score: np.ndarray, measured: tuple[np.ndarray, ...],
-        tokens: np.ndarray, top: float,
+        self, query: Query, first: int, order: np.ndarray, score: np.ndarray,
+        measured: tuple[np.ndarray, ...], tokens: np.ndarray, top: float,
     ) -> Evidence:  # fmt: skip
         """How well the best windows meet the question (see Evidence), from the pool's arrays in
-        their ranked `order`."""
+        their ranked `order`; `first` is the best one's window row."""
         best = order[:EVIDENCE_WINDOWS]
         covered = tokens[best].max(axis=0)  # each question token's best cosine in the best windows
         words = query.words if query.words is not None else np.arange(len(covered))
@@ -583,12 +586,12 @@ class Ranker:
         agree = np.mean([int(np.sum(x > x[order[0]])) < EVIDENCE_WINDOWS for x in measured])
         margin = float(score[order[0]] - score[order[min(EVIDENCE_WINDOWS, len(order) - 1)]])
         p = self.passages
-        said = " ".join(x.text for x in p[self.first[order[0]] : self.last[order[0]] + 1])
+        said = " ".join(x.text for x in p[self.first[first] : self.last[first] + 1])
         missed = float(type_missed(query.text, said))
         if not len(per_word):  # no content token at all ("😀🤔"): nothing of the question is met
             per_word = covered = np.zeros(1)
         return Evidence(float(top), self.coverage(query.text), float(per_word[0]), float(per_word[:2].mean()),
-                        float(covered.mean()), margin, float(agree), missed)  # fmt: skip
+                        float(covered.mean()), margin, float(agree), missed, float(score[order[0]]))  # fmt: skip
 
     def coverage(self, question: str) -> float:
         """Share of the question's words (weighted by rarity) that the corpus contains at all."""

@@ -192,7 +192,8 @@ def test_verdict_reads_two_thresholds_of_one_logistic_score():
     assert evidence.coverage == r.coverage("drones Iran")
     allowed = np.array([True, False, True, True])
     assert np.isclose(r.search(DRONES, allowed)[1].cosine, 0.6)  # the best allowed window is the question
-    fit = {"mean": [0.0] * 8, "scale": [1.0] * 8, "coef": [10.0] + [0.0] * 7, "answer": 0.5, "floor": 0.5}
+    n = len(FEATURES)
+    fit = {"mean": [0.0] * n, "scale": [1.0] * n, "coef": [10.0] + [0.0] * (n - 1), "answer": 0.5, "floor": 0.5}
     said = [verdict(evidence, {**fit, "intercept": b}) for b in (-10.0, -15.0)]
     assert [v for v, _ in said] == ["answer", "unsure"]  # the best cosine is 1: above the floor
     assert np.isclose(said[0][1], 0.5) and said[0][1] > said[1][1]
@@ -220,6 +221,18 @@ def test_evidence_and_its_features():
     assert hits[0].first == 1 and evidence.cosine == pytest.approx(1.0)
     assert evidence.word_min == pytest.approx(1.0) and evidence.agree == 1.0
     assert len(evidence.features()) == len(FEATURES) and not evidence.about
+    assert evidence.score == hits[0].score > hits[1].score
+
+
+def test_the_type_check_reads_the_best_window():
+    """A when-question is met by a best window holding a time, whichever rows the pool holds."""
+    ps = [*PASSAGES[:3], passage(3, ANSWER, "Bread is baked on Monday.", 2)]
+    question = Query("When is bread baked?", E[2], E[2:3])
+    hits, evidence = Ranker(ps, VECTORS, TOKENS, COUNTS).search(question, pool=1)
+    assert hits[0].first == 3 and evidence.type_missed == 0.0
+    ps[3] = passage(3, ANSWER, "Bread is baked daily.", 2)
+    hits, evidence = Ranker(ps, VECTORS, TOKENS, COUNTS).search(question, pool=1)
+    assert hits[0].first == 3 and evidence.type_missed == 1.0
 
 
 @pytest.mark.parametrize(
@@ -256,7 +269,8 @@ def test_a_title_line_answers_who_is_speaking():
     r = Ranker(ps, VECTORS, TOKENS, COUNTS)
     hits, evidence = r.search(Query("Who is Bob?", E[0], E[:1]))
     assert hits[0].first == 0 and evidence.about
-    assert verdict(evidence, {"mean": [0] * 8, "scale": [1] * 8, "coef": [0] * 8, "intercept": -9,
+    n = len(FEATURES)
+    assert verdict(evidence, {"mean": [0] * n, "scale": [1] * n, "coef": [0] * n, "intercept": -9,
                               "answer": 0.5, "floor": 2.0})[0] == "answer"  # fmt: skip
     hits, evidence = r.search(DRONES)
     assert hits[0].first != 0 and not evidence.about
