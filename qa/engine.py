@@ -59,6 +59,16 @@ FALLBACK_CALIBRATION = {"mean": [0.0] * 9, "scale": [1.0] * 9, "coef": [10.0, 3.
                         "intercept": -5.5, "answer": 0.5, "floor": 0.4}  # fmt: skip
 
 
+def one_blas_thread() -> None:
+    """numpy's BLAS on one thread, in this whole process: a question's products are small (its
+    tokens against a few thousand token vectors), and a second thread costs more to wake and
+    join than it saves, more still while torch's threads hold the cores (README, "Speed").
+    Each product gives the same numbers on one thread as on two."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+
+
 class QuestionError(ValueError):
     """A question that cannot be asked; `status` is the HTTP status that fits."""
 
@@ -379,6 +389,7 @@ class Engine:
     ) -> None:
         """`defer_uploads`: uploads not indexed yet are left for the first `refresh`, so that an
         app serves what it has before it embeds what visitors sent."""
+        one_blas_thread()
         self.embedder = embedder or Embedder(model)
         self.log = log
         self.data = Path(data)

@@ -12,6 +12,7 @@ from qa.retrieve import (
     Ranker,
     Window,
     about_the_interview,
+    as_float32,
     content_tokens,
     content_words,
     demote_seen,
@@ -27,6 +28,16 @@ from qa.retrieve import (
 from qa.transcript import ANSWER, QUESTION, TITLE, Passage
 
 E = np.eye(4, dtype=np.float32)  # four hand-written directions: drones, time, bread, asking
+
+
+def test_as_float32_is_the_exact_cast_of_every_finite_float16():
+    every = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    finite = every[np.isfinite(every)].reshape(-1, 2)[:, ::-1]  # not contiguous, as a slice may be
+    out = as_float32(finite)
+    assert out.dtype == np.float32
+    assert np.array_equal(out.view(np.uint32), finite.astype(np.float32).view(np.uint32))  # bit for bit
+    assert as_float32(np.zeros((0, 4), np.float16)).shape == (0, 4)
+    assert np.array_equal(as_float32(E), E)  # float32 already: unchanged
 
 
 def test_dense_search_with_hand_written_vectors():
