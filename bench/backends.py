@@ -377,7 +377,7 @@ def run_pair(size: int, kind: str, args: argparse.Namespace, cap: int) -> dict[s
         built.write_text(json.dumps(build, indent=1), encoding="utf-8")
     say(f"[{size}x {kind}] build {build['status']}: {build.get('build_s', build['wall_s']):.1f} s, "
         f"disk {build['disk_bytes'] / MiB:.0f} MiB")  # fmt: skip
-    if build["status"] == "ok":
+    if build["status"] == "ok" or (args.serve_only and folder.exists()):
         say(f"[{size}x {kind}] serve…")
         serve = run_child("serve", f"{size}x-{kind}-serve", extra, args.serve_timeout, cap)
         say(f"[{size}x {kind}] serve {serve['status']}: open {serve.get('open_s', 0):.2f} s, "
