@@ -46,6 +46,10 @@ from embeddings.qdrant import BackendUnavailable, _reason, check_record
 
 BATCH = 512  # points per upsert
 FLUSH_EVERY = 50 * BATCH  # points upserted between flushes
+# A large save is optimized (graph built, segment sealed) every SEGMENT points, into segments of
+# that size that are never merged: the optimizer rewrites a segment whole, with all its token
+# vectors, and one segment of 1M windows (10.6 GB) did not fit in memory beside its copy.
+SEGMENT = 100_000
 # Up to this many windows the dense search is exact, so small folders rank as FAISS does (the shared
 # eval sets give the same figures on both); above, it walks an HNSW graph, which a save builds.
 EXACT_UPTO = 20_000
@@ -154,7 +158,8 @@ def _config(dim: int):
                                    multivector_config=MultiVectorConfig(MultiVectorComparator.MaxSim),
                                    memory=Memory.Cold, hnsw_config=none),
     }, hnsw_config=graph, payload_memory=Memory.Cold,
-       optimizers=EdgeOptimizersConfig(indexing_threshold=kib))  # fmt: skip
+       optimizers=EdgeOptimizersConfig(indexing_threshold=kib, default_segment_number=64,
+                                       max_segment_size=SEGMENT * dim * 4 // 1024))  # fmt: skip
 
 
 def _listed(fids: list[str]):
@@ -176,6 +181,7 @@ class EdgeStore:
         self._slots: dict[str, int] = {}  # file_id -> slot, of the files the record lists
         self._present: set[str] = set()  # files (file_id) whose points are all in the shard
         self._tokens: dict[str, int] = {}  # key -> its token vectors, as the record says
+        self._large, self._unsealed = False, 0  # a save past EXACT_UPTO; points since an optimize
 
     def __str__(self) -> str:
         return f"Qdrant Edge shard {self.path}"
@@ -289,6 +295,8 @@ class EdgeStore:
         of files no longer listed. Raises BackendUnavailable (an OSError) when it cannot."""
         with self._reach():
             self._prepare(stored.dim)
+            self._large = sum(entry.rows for entry in stored.files.values()) > EXACT_UPTO
+            self._unsealed = 0
             parts = stored.parts()
             listed, slots = [], {}
             free = max([0, *self._slots.values()]) + 1
@@ -308,7 +316,7 @@ class EdgeStore:
                 listed.append([key, entry.sha256, entry.rows, entry.passages, tokens, slot])
             self._write_record(stored, listed)
             self._drop_unlisted(list(slots))
-            if sum(entry.rows for entry in stored.files.values()) > EXACT_UPTO:
+            if self._large:
                 self.shard.optimize()  # the HNSW graph, and segments that open without being read
             self.shard.flush()
         self._slots, self._present, self._tokens = slots, set(slots), {k: t for k, *_, t, _ in listed}
@@ -368,6 +376,13 @@ class EdgeStore:
                 points = []
             if row % FLUSH_EVERY == FLUSH_EVERY - 1:
                 self.shard.flush()  # lets the write-ahead log drop what it holds: ~15 KB a point
+            self._unsealed += 1
+            if self._large and self._unsealed >= SEGMENT:
+                if points:
+                    self.shard.update(UpdateOperation.upsert_points(points))
+                    points = []
+                self.shard.optimize()
+                self._unsealed = 0
         if points:
             self.shard.update(UpdateOperation.upsert_points(points))
 

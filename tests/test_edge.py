@@ -452,9 +452,10 @@ def test_a_lost_shard_while_serving_then_back_without_a_restart(tmp_path, qdir):
 def test_past_exact_upto_the_dense_search_walks_a_graph_and_answers_as_faiss(
     tmp_path, data, qdir, monkeypatch
 ):
-    """A folder past EXACT_UPTO windows: its save builds an HNSW graph of the dense vectors, the
-    nearest windows are searched through it, not by a scan of every window, and on these
-    transcripts the answers are still FAISS's. Up to EXACT_UPTO the search is exact."""
+    """A folder past EXACT_UPTO windows: its save builds an HNSW graph of the dense vectors,
+    segment by segment of SEGMENT points, the nearest windows are searched through it, not by a
+    scan of every window, and on these transcripts the answers are still FAISS's. Up to
+    EXACT_UPTO the search is exact."""
     import qdrant_edge
 
     searched = []
@@ -466,9 +467,14 @@ def test_past_exact_upto_the_dense_search_walks_a_graph_and_answers_as_faiss(
 
     monkeypatch.setattr(qdrant_edge, "SearchParams", spy)
     monkeypatch.setattr(edge, "EXACT_UPTO", 50)
+    monkeypatch.setattr(edge, "SEGMENT", 60)  # sealed every 60 points, and never merged back
     e = engine(tmp_path, data, backend=embedded(qdir))
-    assert e.report.windows > 50
-    assert at(qdir).shard.info().indexed_vectors_count >= e.report.windows
+    assert e.report.windows > 2 * 60
+    info = at(qdir).shard.info()
+    assert info.indexed_vectors_count >= e.report.windows
+    # a sealed segment per 60 windows, and the appendable one that takes the rest; merged back
+    # (as the optimizer does when max_segment_size lets it), they would be two
+    assert info.segments_count >= e.report.windows // 60 + 1
     faiss = engine(tmp_path, data)
     searched.clear()
     assert_answers_as_faiss(e, faiss)
