@@ -219,9 +219,10 @@ def timed_engine(size: int, kind: str, folder: Path, embedder: FastEmbedder):
     from qa.engine import Engine
 
     seconds: dict[str, float] = {}
+    data = corpus(size)  # the parent wrote it; made again here to check, not part of the time
     t0 = time.perf_counter()
     backend = timed_backend(open_backend(kind, folder), seconds)
-    engine = Engine(corpus(size), folder, embedder=embedder, backend=backend, progress=False,  # type: ignore[arg-type]
+    engine = Engine(data, folder, embedder=embedder, backend=backend, progress=False,  # type: ignore[arg-type]
                     log=lambda m: None)  # fmt: skip
     return engine, seconds, time.perf_counter() - t0
 
@@ -325,8 +326,9 @@ def disk_bytes(folder: Path) -> int:
 
 
 def run_child(kind: str, tag: str, extra: list[str], limit_s: float, cap_bytes: int) -> dict[str, Any]:
-    """One child to its end, or killed past `limit_s` seconds or `cap_bytes` of RSS: its result,
-    or `status` saying why not with its last progress line and the largest RSS seen."""
+    """One child to its end, or killed past `limit_s` seconds or `cap_bytes` of anonymous RSS (its
+    own memory: the mapped index files it reads are page cache, evictable): its result, or
+    `status` saying why not with its last progress line and the largest RSS seen."""
     logs = WORK / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     result, progress = logs / f"{tag}.json", logs / f"{tag}.progress"
@@ -336,13 +338,14 @@ def run_child(kind: str, tag: str, extra: list[str], limit_s: float, cap_bytes: 
            "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
     command = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--result", str(result)]
     command += extra
-    t0, peak, status = time.perf_counter(), 0, "ok"
+    t0, peak, own, status = time.perf_counter(), 0, 0, "ok"
     with open(logs / f"{tag}.log", "wb") as log:
         proc = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT)
         while proc.poll() is None:
-            peak = max(peak, proc_status(proc.pid)["VmRSS"])
-            if time.perf_counter() - t0 > limit_s or peak > cap_bytes:
-                status = "timed out" if peak <= cap_bytes else "over the RSS cap"
+            now = proc_status(proc.pid)
+            peak, own = max(peak, now["VmRSS"]), max(own, now["RssAnon"])
+            if time.perf_counter() - t0 > limit_s or own > cap_bytes:
+                status = "timed out" if own <= cap_bytes else "over the RSS cap"
                 proc.kill()  # this child only, by its own handle
                 proc.wait()
                 break
@@ -353,22 +356,28 @@ def run_child(kind: str, tag: str, extra: list[str], limit_s: float, cap_bytes: 
         status = f"failed (exit {proc.returncode}): {' | '.join(tail)}"
     out: dict[str, Any] = json.loads(result.read_text(encoding="utf-8")) if status == "ok" else {}
     lines = progress.read_text(encoding="utf-8").splitlines() if progress.exists() else []
-    out.update(status=status, wall_s=wall, max_rss_seen=peak)
+    out.update(status=status, wall_s=wall, max_rss_seen=peak, max_anon_seen=own)
     out["last_progress"] = json.loads(lines[-1]) if lines else None
     return out
 
 
 def run_pair(size: int, kind: str, args: argparse.Namespace, cap: int) -> dict[str, Any]:
+    """Build (or, with --serve-only, take the build kept by an earlier --keep run), then serve."""
     folder = WORK / f"{size}x-{kind}"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    built = WORK / "logs" / f"{size}x-{kind}-build.result.json"
     extra = ["--size", str(size), "--backend", kind, "--dir", str(folder)]
-    say(f"[{size}x {kind}] build…")
-    build = run_child("build", f"{size}x-{kind}-build", extra, args.build_timeout, cap)
-    build["disk_bytes"] = disk_bytes(folder)
+    if args.serve_only and built.exists() and folder.exists():
+        build = json.loads(built.read_text(encoding="utf-8"))
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        say(f"[{size}x {kind}] build…")
+        build = run_child("build", f"{size}x-{kind}-build", extra, args.build_timeout, cap)
+        build["disk_bytes"] = disk_bytes(folder)
+        built.write_text(json.dumps(build, indent=1), encoding="utf-8")
     say(f"[{size}x {kind}] build {build['status']}: {build.get('build_s', build['wall_s']):.1f} s, "
         f"disk {build['disk_bytes'] / MiB:.0f} MiB")  # fmt: skip
-    if build["status"] == "ok":
+    if build["status"] == "ok" or (args.serve_only and folder.exists()):
         say(f"[{size}x {kind}] serve…")
         serve = run_child("serve", f"{size}x-{kind}-serve", extra, args.serve_timeout, cap)
         say(f"[{size}x {kind}] serve {serve['status']}: open {serve.get('open_s', 0):.2f} s, "
@@ -459,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="kill a child above this RSS (default: 75%% of MemAvailable, <= 20)")  # fmt: skip
     p.add_argument("--no-model", action="store_true", help="skip the real model's encode rate")
     p.add_argument("--keep", action="store_true", help="keep the index folders under bench/out/backends/")
+    p.add_argument("--serve-only", action="store_true",
+                   help="serve what an earlier --keep run built, without building it again")  # fmt: skip
     p.add_argument("--json", type=Path, default=OUT / "backends.json", help="results (default: %(default)s)")
     p.add_argument("--child", choices=["encode", "build", "serve"], help=argparse.SUPPRESS)
     p.add_argument("--result", type=Path, help=argparse.SUPPRESS)

@@ -13,9 +13,10 @@ row within its file):
                        keyword index), row, start, end (its span in the file), and t: the words
                        BM25 reads (qa/retrieve.py `lexical_doc`), in a text index with scoring.
 
-The engine computes all three signals (`EdgeSignals`): the nearest windows by exact cosine, MaxSim
-over given windows, BM25 through the text index. The process holds no vector, token vector or
-BM25 array of a window; it reads the files for what it quotes.
+The engine computes all three signals (`EdgeSignals`): the nearest windows by cosine (exact up to
+`EXACT_UPTO` windows, through an HNSW graph above), MaxSim over given windows, BM25 through the
+text index. The process holds no vector, token vector or BM25 array of a window; it reads the
+files for what it quotes. Vectors, graph and payload stay on disk (`Memory.Cold`).
 
 Point 1, with no vector, is the record of what is indexed: format version, model, dimension, and
 each file with its hash, rows, sentences, token vectors and slot. A sync writes the points of new
@@ -44,6 +45,15 @@ from embeddings.index import FORMAT_VERSION, FileEntry, IndexUnusable, Source, S
 from embeddings.qdrant import BackendUnavailable, _reason, check_record
 
 BATCH = 512  # points per upsert
+FLUSH_EVERY = 50 * BATCH  # points upserted between flushes
+# A large save is optimized (graph built, segment sealed) every SEGMENT points, into segments of
+# that size that are never merged: the optimizer rewrites a segment whole, with all its token
+# vectors, and one segment of 1M windows (10.6 GB) did not fit in memory beside its copy.
+SEGMENT = 100_000
+# Up to this many windows the dense search is exact, so small folders rank as FAISS does (the shared
+# eval sets give the same figures on both); above, it walks an HNSW graph, which a save builds.
+EXACT_UPTO = 20_000
+HNSW_EF = 128  # candidates the graph search keeps, for the 64 the ranking asks for
 RECORD_ID = 1  # no window has an id below 1 << 32
 ROW_BITS = 32
 TIE = 1e-5  # BM25 scores this close are equal: qa/retrieve.py's TIE, the contract of `bm25_top`
@@ -123,14 +133,33 @@ def release(path: Path) -> None:
 
 
 def _config(dim: int):
-    from qdrant_edge import Distance, EdgeConfig, EdgeVectorParams, MultiVectorComparator, MultiVectorConfig
+    """Vectors, graph and payload left on disk (`Memory.Cold`): opening reads none of them, and
+    what a search touches sits in the page cache, shared and evictable, not in this process.
+    Only the dense vector gets an HNSW graph: token vectors are only compared over given windows,
+    and a graph over every token would take longer to build than the rest of the index."""
+    from qdrant_edge import (
+        Distance,
+        EdgeConfig,
+        EdgeOptimizersConfig,
+        EdgeVectorParams,
+        HnswIndexConfig,
+        Memory,
+        MultiVectorComparator,
+        MultiVectorConfig,
+    )
     from qdrant_edge import VectorStorageDatatype as Storage
 
+    graph = HnswIndexConfig(m=16, ef_construct=64, full_scan_threshold=10_000, memory=Memory.Cold)
+    none = HnswIndexConfig(m=0, ef_construct=64, full_scan_threshold=10_000, memory=Memory.Cold)
+    kib = max(1, EXACT_UPTO * dim * 4 // 1024)  # a segment past EXACT_UPTO dense vectors gets its graph
     return EdgeConfig(vectors={
-        "dense": EdgeVectorParams(size=dim, distance=Distance.Cosine),
+        "dense": EdgeVectorParams(size=dim, distance=Distance.Cosine, memory=Memory.Cold, hnsw_config=graph),
         "tokens": EdgeVectorParams(size=dim, distance=Distance.Cosine, datatype=Storage.Float16,
-                                   multivector_config=MultiVectorConfig(MultiVectorComparator.MaxSim)),
-    })  # fmt: skip
+                                   multivector_config=MultiVectorConfig(MultiVectorComparator.MaxSim),
+                                   memory=Memory.Cold, hnsw_config=none),
+    }, hnsw_config=graph, payload_memory=Memory.Cold,
+       optimizers=EdgeOptimizersConfig(indexing_threshold=kib, default_segment_number=64,
+                                       max_segment_size=SEGMENT * dim * 4 // 1024))  # fmt: skip
 
 
 def _listed(fids: list[str]):
@@ -152,6 +181,7 @@ class EdgeStore:
         self._slots: dict[str, int] = {}  # file_id -> slot, of the files the record lists
         self._present: set[str] = set()  # files (file_id) whose points are all in the shard
         self._tokens: dict[str, int] = {}  # key -> its token vectors, as the record says
+        self._large, self._unsealed = False, 0  # a save past EXACT_UPTO; points since an optimize
 
     def __str__(self) -> str:
         return f"Qdrant Edge shard {self.path}"
@@ -265,6 +295,8 @@ class EdgeStore:
         of files no longer listed. Raises BackendUnavailable (an OSError) when it cannot."""
         with self._reach():
             self._prepare(stored.dim)
+            self._large = sum(entry.rows for entry in stored.files.values()) > EXACT_UPTO
+            self._unsealed = 0
             parts = stored.parts()
             listed, slots = [], {}
             free = max([0, *self._slots.values()]) + 1
@@ -284,6 +316,8 @@ class EdgeStore:
                 listed.append([key, entry.sha256, entry.rows, entry.passages, tokens, slot])
             self._write_record(stored, listed)
             self._drop_unlisted(list(slots))
+            if self._large:
+                self.shard.optimize()  # the HNSW graph, and segments that open without being read
             self.shard.flush()
         self._slots, self._present, self._tokens = slots, set(slots), {k: t for k, *_, t, _ in listed}
 
@@ -327,10 +361,10 @@ class EdgeStore:
         spans = source.spans() if source else None
         docs = source.lexical() if source else None
         points = []
-        for row, vector in enumerate(vectors):
-            named = {"dense": np.asarray(vector, np.float32)}
+        for row, vector in enumerate(vectors):  # lists: the engine takes them faster than arrays
+            named = {"dense": np.asarray(vector, np.float32).tolist()}
             if row < len(counts) and counts[row] > 0:
-                named["tokens"] = np.asarray(tokens[starts[row] : starts[row + 1]], np.float32)
+                named["tokens"] = np.asarray(tokens[starts[row] : starts[row + 1]], np.float32).tolist()
             payload = {"file": fid, "source": key, "row": row}
             if spans:
                 payload["start"], payload["end"] = spans[row]
@@ -340,6 +374,15 @@ class EdgeStore:
             if len(points) == BATCH:
                 self.shard.update(UpdateOperation.upsert_points(points))
                 points = []
+            if row % FLUSH_EVERY == FLUSH_EVERY - 1:
+                self.shard.flush()  # lets the write-ahead log drop what it holds: ~15 KB a point
+            self._unsealed += 1
+            if self._large and self._unsealed >= SEGMENT:
+                if points:
+                    self.shard.update(UpdateOperation.upsert_points(points))
+                    points = []
+                self.shard.optimize()
+                self._unsealed = 0
         if points:
             self.shard.update(UpdateOperation.upsert_points(points))
 
@@ -449,13 +492,19 @@ class EdgeSignals:
             return Filter(must=[self.listed])
         return Filter(must=[self.listed, HasIdCondition(self._ids(np.flatnonzero(allowed)))])
 
-    def _query(self, query, limit: int, where, exact: bool = False) -> list[tuple[int, float]]:
+    def _query(
+        self, query, limit: int, where, exact: bool = False, graph: bool = False
+    ) -> list[tuple[int, float]]:
+        """`exact`: a scan of every point the filter lets through; `graph`: the HNSW graph, keeping
+        HNSW_EF candidates; neither: as the engine plans it (MaxSim and BM25 over given points)."""
         from qdrant_edge import QueryRequest, SearchParams
 
         if limit <= 0:
             return []
-        request = QueryRequest(limit=limit, query=query, filter=where, with_payload=False,
-                               params=SearchParams(exact=True) if exact else None)  # fmt: skip
+        params = None  # as the engine plans it
+        if exact or graph:
+            params = SearchParams(exact=True) if exact else SearchParams(hnsw_ef=max(HNSW_EF, limit))
+        request = QueryRequest(limit=limit, query=query, filter=where, with_payload=False, params=params)
         with self.store._reach():
             found = self.store.shard.query(request)
         return [(self._row(int(p.id)), p.score) for p in found]
@@ -479,7 +528,8 @@ class EdgeSignals:
         if allowed is not None and not allowed.any():
             return []
         query = Query.Nearest(np.asarray(vector, np.float32).tolist(), using="dense")
-        return self._query(query, min(k, self.ntotal), self._where(allowed), exact=True)
+        exact = self.ntotal <= EXACT_UPTO
+        return self._query(query, min(k, self.ntotal), self._where(allowed), exact=exact, graph=not exact)
 
     def cosine(self, vector: np.ndarray, rows: np.ndarray) -> np.ndarray:
         from qdrant_edge import Filter, HasIdCondition, Query

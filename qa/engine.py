@@ -5,6 +5,7 @@ The CLI, the HTTP routes and the chat all go through `Engine.ask`.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -210,6 +211,16 @@ def find_transcripts(data: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     return found, passed
 
 
+def give_back_freed_memory() -> None:
+    """Return to the system the heap that parsing and syncing freed. glibc keeps freed memory for
+    reuse, so a process that read a million windows would go on holding their temporary lists
+    as its own (a fifth of its anonymous memory at 214k windows). Nothing where there is no glibc."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 UPLOADS_KEY = "uploads/"  # what an uploaded file's key starts with
 REJECTED = "rejected"  # the uploads folder's subfolder for files that could not be indexed
 INDEXING = ".indexing"  # names the uploads being embedded; if it outlives the process, they killed it
@@ -401,6 +412,7 @@ class Engine:
         self.pending: list[str] = []  # files changed on disk and not yet re-indexed
         self._reject_unfinished()
         self.state = self._load(None, progress, defer_uploads)
+        give_back_freed_memory()
         self.calibration = load_calibration(self.embedder.name, index_dir)
         if self.calibration is None:
             log(f"warning: no refusal calibration for {self.embedder.name}; using a generic one "
@@ -565,6 +577,7 @@ class Engine:
                 self.pending = changed
                 self.log(f"re-indexing: {', '.join(changed)} changed on disk")
                 self.state = self._load(self.state, progress=False)
+                give_back_freed_memory()
                 self.pending = []
             return changed
 

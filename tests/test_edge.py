@@ -447,3 +447,39 @@ def test_a_lost_shard_while_serving_then_back_without_a_restart(tmp_path, qdir):
         assert web.get("/healthz").json()["status"] == "ok"
         r = web.get("/api/ask", params={"q": question})
         assert r.status_code == 200 and r.json() == served
+
+
+def test_past_exact_upto_the_dense_search_walks_a_graph_and_answers_as_faiss(
+    tmp_path, data, qdir, monkeypatch
+):
+    """A folder past EXACT_UPTO windows: its save builds an HNSW graph of the dense vectors,
+    segment by segment of SEGMENT points, the nearest windows are searched through it, not by a
+    scan of every window, and on these transcripts the answers are still FAISS's. Up to
+    EXACT_UPTO the search is exact."""
+    import qdrant_edge
+
+    searched = []
+    real = qdrant_edge.SearchParams
+
+    def spy(**kwargs):
+        searched.append("graph" if kwargs.get("hnsw_ef") else "exact" if kwargs.get("exact") else "planned")
+        return real(**kwargs)
+
+    monkeypatch.setattr(qdrant_edge, "SearchParams", spy)
+    monkeypatch.setattr(edge, "EXACT_UPTO", 50)
+    monkeypatch.setattr(edge, "SEGMENT", 60)  # sealed every 60 points, and never merged back
+    e = engine(tmp_path, data, backend=embedded(qdir))
+    assert e.report.windows > 2 * 60
+    info = at(qdir).shard.info()
+    assert info.indexed_vectors_count >= e.report.windows
+    # a sealed segment per 60 windows, and the appendable one that takes the rest; merged back
+    # (as the optimizer does when max_segment_size lets it), they would be two
+    assert info.segments_count >= e.report.windows // 60 + 1
+    faiss = engine(tmp_path, data)
+    searched.clear()
+    assert_answers_as_faiss(e, faiss)
+    assert "graph" in searched
+    monkeypatch.setattr(edge, "EXACT_UPTO", 10**6)
+    searched.clear()
+    e.ask(QUESTIONS[0])
+    assert "exact" in searched and "graph" not in searched
