@@ -61,7 +61,7 @@ def asked(questions, **extra):
 
 def judged(kind, xs, name="a"):
     """Hand-made evidence: the first feature carries the signal, the rest is constant."""
-    return [ev.Judged(name, kind, [x] + [0.0] * 7, 0) for x in xs]
+    return [ev.Judged(name, kind, [x] + [0.0] * (len(FEATURES) - 1), 0) for x in xs]
 
 
 def test_fit_verdict_learns_the_signal_and_places_two_thresholds():
