@@ -371,16 +371,14 @@ class EdgeStore:
             if docs:
                 payload["t"] = docs[row]
             points.append(Point((slot << ROW_BITS) | row, named, payload))
-            if len(points) == BATCH:
+            self._unsealed += 1
+            seal = self._large and self._unsealed >= SEGMENT
+            if len(points) == BATCH or seal:
                 self.shard.update(UpdateOperation.upsert_points(points))
                 points = []
             if row % FLUSH_EVERY == FLUSH_EVERY - 1:
                 self.shard.flush()  # lets the write-ahead log drop what it holds: ~15 KB a point
-            self._unsealed += 1
-            if self._large and self._unsealed >= SEGMENT:
-                if points:
-                    self.shard.update(UpdateOperation.upsert_points(points))
-                    points = []
+            if seal:
                 self.shard.optimize()
                 self._unsealed = 0
         if points:

@@ -56,7 +56,8 @@ MAX_K = 20
 MAX_HISTORY = 20  # earlier questions read: a follow-up leans on the last few, and each costs a check
 # For a model never calibrated: answer when the best cosine plus 0.3 x word coverage reaches 0.55,
 # not in the interview under 0.4 (retrieve.on_topic).
-FALLBACK_CALIBRATION = {"mean": [0.0] * 9, "scale": [1.0] * 9, "coef": [10.0, 3.0, 0, 0, 0, 0, 0, 0, 0],
+FALLBACK_CALIBRATION = {"mean": [0.0] * len(FEATURES), "scale": [1.0] * len(FEATURES),
+                        "coef": [10.0, 3.0] + [0.0] * (len(FEATURES) - 2),
                         "intercept": -5.5, "answer": 0.5, "floor": 0.4}  # fmt: skip
 
 

@@ -110,8 +110,17 @@ class Evidence:
                 self.agree, self.type_missed, self.score]  # fmt: skip
 
 
-FEATURES = ("cosine", "coverage", "word_min", "word_low2", "token_mean", "margin", "agree", "type_missed",
-            "score")
+FEATURES = (
+    "cosine",
+    "coverage",
+    "word_min",
+    "word_low2",
+    "token_mean",
+    "margin",
+    "agree",
+    "type_missed",
+    "score",
+)
 VERDICT_ANSWER, VERDICT_UNSURE, VERDICT_NONE = "answer", "unsure", "not in the interview"
 
 
@@ -305,7 +314,11 @@ class Bm25:
         self.idf = idf
 
     def terms(self, query: str) -> list[int]:
-        return sorted({self.vocab[w] for w in tokenize(query) if w in self.vocab})
+        return self.columns(tokenize(query))
+
+    def columns(self, words) -> list[int]:
+        """The matrix columns of these words, each once, in order; unknown words have none."""
+        return sorted({self.vocab[w] for w in words if w in self.vocab})
 
     def scores(self, query: str) -> np.ndarray:
         return self.column_sum(self.terms(query))
@@ -371,6 +384,12 @@ class Signals(Protocol):
         ...
 
 
+def sentence_rows(first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Per window (its first and last sentence), its sentences: MAX_SENTENCES a row, the last
+    one repeated where the window is shorter."""
+    return np.minimum(first[:, None] + np.arange(MAX_SENTENCES), last[:, None])
+
+
 _F16_BITS = np.int32(-0x70002000)  # 0x8FFFE000: a float32's sign, exponent and mantissa bits
 
 
@@ -426,8 +445,7 @@ class InMemory:
         return best
 
     def _scores(self, terms: list[str]) -> np.ndarray:
-        vocab = self.lexical.vocab
-        return self.lexical.column_sum(sorted({vocab[w] for w in terms if w in vocab}))
+        return self.lexical.column_sum(self.lexical.columns(terms))
 
     def bm25_top(self, terms: list[str], k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
         lexical = self._scores(terms)
@@ -532,8 +550,7 @@ class Ranker:
     def token_best(self, query_tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Per window row and query token: the best cosine to any token of the window. A window
         of several sentences takes the best over its sentences' own token vectors."""
-        spans = np.minimum(self.first[rows, None] + np.arange(MAX_SENTENCES), self.last[rows, None])
-        sentences = np.unique(spans)
+        sentences = np.unique(sentence_rows(self.first[rows], self.last[rows]))
         best = self.signals.token_best(query_tokens, self.single[sentences])  # per sentence
         a, b = np.searchsorted(sentences, self.first[rows]), np.searchsorted(sentences, self.last[rows])
         out = best[a]  # the max over each window's (consecutive) sentences
@@ -562,7 +579,7 @@ class Ranker:
             return [], Evidence(0.0, self.coverage(query.text), -1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 0.0)
         # Every sentence of a candidate is scored alone too: that is how the highlight is chosen.
         pool_rows = np.array(sorted(candidates), dtype=np.int64)
-        spans = np.minimum(self.first[pool_rows, None] + np.arange(MAX_SENTENCES), self.last[pool_rows, None])
+        spans = sentence_rows(self.first[pool_rows], self.last[pool_rows])
         rows = np.union1d(pool_rows, self.single[spans])  # sorted, each once
         dense_rows = self.signals.cosine(query.vector, rows)
         asked, replies = self.asked(query.vector, rows)
@@ -587,7 +604,7 @@ class Ranker:
             alone[said] += HIGHLIGHT_TYPE * np.array(
                 [not type_missed(query.text, self.passages[i].text) for i in said]
             )
-        spans = np.minimum(first[:, None] + np.arange(MAX_SENTENCES), last[:, None])  # their sentences
+        spans = sentence_rows(first, last)
         best = spans[np.arange(len(rows)), np.argmax(alone[spans], axis=1)]
         hits = [
             Hit(a, b, c, x)
@@ -595,8 +612,9 @@ class Ranker:
         ]
         order = np.lexsort((last, first, -score))
         hits = [hits[i] for i in order]
-        evidence = self._evidence(query, rows[order[0]], order, score, measured, tokens,
-                                  dense[0][1] if dense else 0.0)
+        evidence = self._evidence(
+            query, rows[order[0]], order, score, measured, tokens, dense[0][1] if dense else 0.0
+        )
         if about and self.title[rows[order[0]]]:
             evidence = replace(evidence, about=True)
         return hits, evidence
@@ -619,7 +637,8 @@ class Ranker:
         if not len(per_word):  # no content token at all ("😀🤔"): nothing of the question is met
             per_word = covered = np.zeros(1)
         return Evidence(float(top), self.coverage(query.text), float(per_word[0]), float(per_word[:2].mean()),
-                        float(covered.mean()), margin, float(agree), missed, float(score[order[0]]))  # fmt: skip
+                        float(covered.mean()), margin, float(agree), missed,
+                        float(score[order[0]]))  # fmt: skip
 
     def coverage(self, question: str) -> float:
         """Share of the question's words (weighted by rarity) that the corpus contains at all."""

@@ -204,7 +204,8 @@ def test_verdict_reads_two_thresholds_of_one_logistic_score():
     allowed = np.array([True, False, True, True])
     assert np.isclose(r.search(DRONES, allowed)[1].cosine, 0.6)  # the best allowed window is the question
     n = len(FEATURES)
-    fit = {"mean": [0.0] * n, "scale": [1.0] * n, "coef": [10.0] + [0.0] * (n - 1), "answer": 0.5, "floor": 0.5}
+    fit = {"mean": [0.0] * n, "scale": [1.0] * n, "coef": [10.0] + [0.0] * (n - 1),
+           "answer": 0.5, "floor": 0.5}  # fmt: skip
     said = [verdict(evidence, {**fit, "intercept": b}) for b in (-10.0, -15.0)]
     assert [v for v, _ in said] == ["answer", "unsure"]  # the best cosine is 1: above the floor
     assert np.isclose(said[0][1], 0.5) and said[0][1] > said[1][1]
