@@ -16,7 +16,8 @@ row within its file):
 The engine computes all three signals (`EdgeSignals`): the nearest windows by cosine (exact up to
 `EXACT_UPTO` windows, through an HNSW graph above), MaxSim over given windows, BM25 through the
 text index. The process holds no vector, token vector or BM25 array of a window; it reads the
-files for what it quotes. Vectors, graph and payload stay on disk (`Memory.Cold`).
+files for what it quotes. Token vectors and payload stay on disk (`Memory.Cold`); the dense
+vectors and their graph are read in when the shard opens (`Memory.Cached`, see `_config`).
 
 Point 1, with no vector, is the record of what is indexed: format version, model, dimension, and
 each file with its hash, rows, sentences, token vectors and slot. A sync writes the points of new
@@ -133,8 +134,13 @@ def release(path: Path) -> None:
 
 
 def _config(dim: int):
-    """Vectors, graph and payload left on disk (`Memory.Cold`): opening reads none of them, and
-    what a search touches sits in the page cache, shared and evictable, not in this process.
+    """Token vectors and payload left on disk (`Memory.Cold`): opening reads none of them, a
+    search reads those of its candidates. The dense vectors and their graph (1.5 GB at 1M windows)
+    are `Memory.Cached`: mapped and read in whole when the shard opens, into the page cache
+    (shared and evictable, not this process's own memory), because the graph walk of every
+    question touches pages all over them; left cold, a fresh process took a disk read and a page
+    fault per step (README, "Scale"). Closing a shard drops its files from the page cache, so each
+    start reads them again.
     Only the dense vector gets an HNSW graph: token vectors are only compared over given windows,
     and a graph over every token would take longer to build than the rest of the index."""
     from qdrant_edge import (
@@ -149,11 +155,11 @@ def _config(dim: int):
     )
     from qdrant_edge import VectorStorageDatatype as Storage
 
-    graph = HnswIndexConfig(m=16, ef_construct=64, full_scan_threshold=10_000, memory=Memory.Cold)
+    graph = HnswIndexConfig(m=16, ef_construct=64, full_scan_threshold=10_000, memory=Memory.Cached)
     none = HnswIndexConfig(m=0, ef_construct=64, full_scan_threshold=10_000, memory=Memory.Cold)
     kib = max(1, EXACT_UPTO * dim * 4 // 1024)  # a segment past EXACT_UPTO dense vectors gets its graph
     return EdgeConfig(vectors={
-        "dense": EdgeVectorParams(size=dim, distance=Distance.Cosine, memory=Memory.Cold, hnsw_config=graph),
+        "dense": EdgeVectorParams(size=dim, distance=Distance.Cosine, memory=Memory.Cached, hnsw_config=graph),
         "tokens": EdgeVectorParams(size=dim, distance=Distance.Cosine, datatype=Storage.Float16,
                                    multivector_config=MultiVectorConfig(MultiVectorComparator.MaxSim),
                                    memory=Memory.Cold, hnsw_config=none),
