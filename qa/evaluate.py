@@ -16,7 +16,7 @@ import numpy as np
 
 from qa.answer import Answer, Quote, build
 from qa.engine import Engine
-from qa.retrieve import FEATURES, MAX_SENTENCES, Evidence, Hit, Window, on_topic, verdict, windows
+from qa.retrieve import FEATURES, MAX_SENTENCES, Bm25, Evidence, Hit, Window, on_topic, verdict, windows
 
 
 @dataclass
@@ -100,14 +100,16 @@ def _baseline(engine: Engine, name: str) -> Callable[[str, int], Answer]:
         if name == "dense windows"
         else [Window(i, i) for i in range(len(engine.passages))]
     )
-    if name != "bm25":
+    if name == "bm25":
+        sentences = Bm25([p.text for p in engine.passages])
+    else:
         vectors = engine.embedder.encode(
             [" ".join(p.text for p in engine.passages[w.first : w.last + 1]) for w in units]
         )
 
     def ask(question: str, k: int) -> Answer:
         if name == "bm25":
-            scores = engine.ranker.sentence.scores(question)
+            scores = sentences.scores(question)
         else:
             scores = vectors @ engine.embedder.encode([question])[0]
         order = np.argsort(-scores, kind="stable")[: max(k, 1) * MAX_SENTENCES * 2]

@@ -282,6 +282,28 @@ def lexical_doc(passages: Sequence[Passage], w: Window) -> str:
     return " ".join(tokenize(_context(passages, w)))
 
 
+class Rarity:
+    """How rare each word is among a list of documents: BM25's idf, as `Bm25` computes it,
+    without its document x term matrix (the verdict weighs a question's words, scores no
+    sentence with them)."""
+
+    def __init__(self, docs: Sequence[str]) -> None:
+        self.vocab: dict[str, int] = {}
+        df: list[int] = []
+        self.docs = held = 0  # all documents; those with a word
+        for doc in docs:
+            self.docs += 1
+            words = set(tokenize(doc))
+            held += bool(words)
+            for w in words:
+                j = self.vocab.setdefault(w, len(df))
+                if j == len(df):
+                    df.append(0)
+                df[j] += 1
+        n, counts = max(held, 1), np.array(df, dtype=np.int64)
+        self.idf = np.log1p((n - counts + 0.5) / (counts + 0.5)).astype(np.float32)
+
+
 class Bm25:
     """BM25 over a fixed list of documents, as a sparse doc x term matrix of term weights."""
 
@@ -488,7 +510,7 @@ class Ranker:
             docs = [_context(self.passages, w) for w in self.windows]
             signals = InMemory(self.first, vectors, tokens, token_counts, docs, index)
         self.signals = signals
-        self.sentence = Bm25([p.text for p in self.passages])  # word coverage and the baseline
+        self.rarity = Rarity([p.text for p in self.passages])  # of the question's words, for coverage
         self.asker = np.array([self.passages[w.first].role == QUESTION for w in self.windows], dtype=bool)
         self.asked_start, self.asked_rows = self._asked()
         self.title = np.array([self.passages[w.first].role == TITLE for w in self.windows], dtype=bool)
@@ -645,11 +667,11 @@ class Ranker:
         toks = set(tokenize(question))
         if not toks:
             return 0.0
-        known = [self.sentence.vocab.get(w) for w in toks]
-        n = self.sentence.matrix.shape[0]
-        unseen_idf = math.log1p((n + 0.5) / 0.5)
-        total = sum(self.sentence.idf[j] if j is not None else unseen_idf for j in known)
-        found = sum(self.sentence.idf[j] for j in known if j is not None)
+        rarity = self.rarity
+        known = [rarity.vocab.get(w) for w in toks]
+        unseen_idf = math.log1p((rarity.docs + 0.5) / 0.5)
+        total = sum(rarity.idf[j] if j is not None else unseen_idf for j in known)
+        found = sum(rarity.idf[j] for j in known if j is not None)
         return float(found / total) if total > 0 else 0.0
 
 

@@ -10,6 +10,7 @@ from qa.retrieve import (
     Hit,
     Query,
     Ranker,
+    Rarity,
     Window,
     about_the_interview,
     as_float32,
@@ -64,6 +65,16 @@ def test_bm25_prefers_rare_matching_words():
     assert s[0] == 0 and s[2] > s[1] > 0
     assert not bm.scores("zebra").any()
     assert not Bm25([]).scores("x").any()
+
+
+def test_rarity_is_the_idf_of_bm25_without_its_matrix():
+    docs = ["the cat sat", "", "the dog sat", "a dog and a dog", "Ça été", "?"]
+    bm, rare = Bm25(docs), Rarity(docs)
+    assert rare.docs == len(docs) and rare.vocab.keys() == bm.vocab.keys()
+    for w, j in bm.vocab.items():
+        assert rare.idf[rare.vocab[w]] == bm.idf[j] and rare.idf.dtype == bm.idf.dtype
+    assert rare.idf[rare.vocab["dog"]] < rare.idf[rare.vocab["cat"]]
+    assert not Rarity([]).vocab and Rarity([]).docs == 0
 
 
 def test_zscore():
