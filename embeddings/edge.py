@@ -159,7 +159,8 @@ def _config(dim: int):
     none = HnswIndexConfig(m=0, ef_construct=64, full_scan_threshold=10_000, memory=Memory.Cold)
     kib = max(1, EXACT_UPTO * dim * 4 // 1024)  # a segment past EXACT_UPTO dense vectors gets its graph
     return EdgeConfig(vectors={
-        "dense": EdgeVectorParams(size=dim, distance=Distance.Cosine, memory=Memory.Cached, hnsw_config=graph),
+        "dense": EdgeVectorParams(size=dim, distance=Distance.Cosine, memory=Memory.Cached,
+                                  hnsw_config=graph),
         "tokens": EdgeVectorParams(size=dim, distance=Distance.Cosine, datatype=Storage.Float16,
                                    multivector_config=MultiVectorConfig(MultiVectorComparator.MaxSim),
                                    memory=Memory.Cold, hnsw_config=none),

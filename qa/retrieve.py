@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -288,19 +289,14 @@ class Rarity:
     sentence with them)."""
 
     def __init__(self, docs: Sequence[str]) -> None:
-        self.vocab: dict[str, int] = {}
-        df: list[int] = []
+        df: Counter[str] = Counter()  # documents holding each word
         self.docs = held = 0  # all documents; those with a word
         for doc in docs:
-            self.docs += 1
             words = set(tokenize(doc))
-            held += bool(words)
-            for w in words:
-                j = self.vocab.setdefault(w, len(df))
-                if j == len(df):
-                    df.append(0)
-                df[j] += 1
-        n, counts = max(held, 1), np.array(df, dtype=np.int64)
+            self.docs, held = self.docs + 1, held + bool(words)
+            df.update(words)
+        self.vocab = {w: j for j, w in enumerate(df)}
+        n, counts = max(held, 1), np.array(list(df.values()), dtype=np.int64)
         self.idf = np.log1p((n - counts + 0.5) / (counts + 0.5)).astype(np.float32)
 
 

@@ -478,12 +478,13 @@ def test_past_exact_upto_the_dense_search_walks_a_graph_and_answers_as_faiss(
     assert info.segments_count >= e.report.windows // 60 + 1
     # what a sealed segment reads in when the shard opens: its dense vectors and their graph, not
     # its token vectors (embeddings/edge.py, `_config`)
-    kept = [json.loads(f.read_text())["config"]["vector_data"] for f in at(qdir).path.glob("segments/*/segment.json")]
+    segments = at(qdir).path.glob("segments/*/segment.json")
+    kept = [json.loads(f.read_text())["config"]["vector_data"] for f in segments]
     sealed = [v for v in kept if v["dense"]["index"]["type"] == "hnsw"]
     assert len(sealed) >= e.report.windows // 60
     for v in sealed:
-        assert (v["dense"]["storage_type"], v["dense"]["index"]["options"]["memory"]) == ("InRamMmap", "cached")
-        assert v["tokens"]["storage_type"] == "Mmap"
+        dense = v["dense"]["storage_type"], v["dense"]["index"]["options"]["memory"]
+        assert dense == ("InRamMmap", "cached") and v["tokens"]["storage_type"] == "Mmap"
     faiss = engine(tmp_path, data)
     searched.clear()
     assert_answers_as_faiss(e, faiss)
