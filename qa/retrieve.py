@@ -283,6 +283,11 @@ def lexical_doc(passages: Sequence[Passage], w: Window) -> str:
     return " ".join(tokenize(_context(passages, w)))
 
 
+def idf(documents: int, df: np.ndarray) -> np.ndarray:
+    """BM25's inverse document frequency of words found in `df` of `documents` documents."""
+    return np.log1p((documents - df + 0.5) / (df + 0.5)).astype(np.float32)
+
+
 class Rarity:
     """How rare each word is among a list of documents: BM25's idf, as `Bm25` computes it,
     without its document x term matrix (the verdict weighs a question's words, scores no
@@ -296,8 +301,7 @@ class Rarity:
             self.docs, held = self.docs + 1, held + bool(words)
             df.update(words)
         self.vocab = {w: j for j, w in enumerate(df)}
-        n, counts = max(held, 1), np.array(list(df.values()), dtype=np.int64)
-        self.idf = np.log1p((n - counts + 0.5) / (counts + 0.5)).astype(np.float32)
+        self.idf = idf(max(held, 1), np.array(list(df.values()), dtype=np.int64))
 
 
 class Bm25:
@@ -322,14 +326,13 @@ class Bm25:
         n = max(int((length > 0).sum()), 1)
         avg = float(length.sum()) / n if length.sum() > 0 else 1.0
         cols_a, rows_a = np.array(cols, dtype=np.int64), np.array(rows, dtype=np.int64)
-        df = np.bincount(cols_a, minlength=len(self.vocab))
-        idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
+        weight = idf(n, np.bincount(cols_a, minlength=len(self.vocab)))
         tf = np.array(tfs, dtype=np.float32)
         norm = k1 * (1 - b + b * length[rows_a] / avg)
-        weights = idf[cols_a] * tf * (k1 + 1) / (tf + norm)
+        weights = weight[cols_a] * tf * (k1 + 1) / (tf + norm)
         self.matrix = sparse.csc_matrix((weights, (rows_a, cols_a)), shape=(len(docs), len(self.vocab)),
                                         dtype=np.float32)  # fmt: skip
-        self.idf = idf
+        self.idf = weight
 
     def terms(self, query: str) -> list[int]:
         return self.columns(tokenize(query))
