@@ -485,7 +485,7 @@ def _embed(
             spool.write(np.ascontiguousarray(tokens[i], dtype="<f2").tobytes())
             counts.append(len(tokens[i]))
         if log and len(texts) > CHUNK and (start // CHUNK) % 10 == 9:
-            log(f"embedded {start + len(v)} of {len(texts)} passages")
+            log(f"embedded {start + len(v)} of {len(texts)} windows")
     return vectors, np.array(counts, np.int32)
 
 
