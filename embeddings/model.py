@@ -198,6 +198,8 @@ class Embedder:
                 self._model = SentenceTransformer(str(self.folder), device="cpu", local_files_only=True)
             except Exception as e:  # a broken folder fails in many ways inside transformers
                 raise ModelError(f"cannot load model from {self.folder}: {e}") from None
+            self._model.eval()  # encode() sets it on every call; _one relies on it
+            self._prompt = self._model._resolve_prompt(None, None)  # the default prompt, as encode() would
         return self._model
 
     @property
@@ -219,6 +221,19 @@ class Embedder:
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
+    def _one(self, text: str) -> list[dict]:
+        """`encode(output_value=None)` of one text (a question), the same calls in the same order
+        minus what `encode` repeats on every call for any batch: `eval()` over every module, the
+        device lookup over every parameter, the length sort: 13.7 -> 11.2 ms a question (MiniLM)."""
+        import torch
+
+        model = self._load()
+        features = model.preprocess([text], prompt=self._prompt)
+        with torch.inference_mode():
+            out = model(features)
+        batched = {k for k, v in out.items() if isinstance(v, torch.Tensor) and v.ndim and len(v) == 1}
+        return [{k: v[0] if k in batched else v for k, v in out.items()}]
+
     def encode_tokens(
         self, texts: list[str], batch_size: int = 64, progress: bool = False
     ) -> tuple[np.ndarray, list[np.ndarray], list[list[str]]]:
@@ -227,8 +242,11 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32), [], []
         model = self._load()
-        out = model.encode(list(texts), batch_size=batch_size, show_progress_bar=progress,
-                           output_value=None, convert_to_numpy=False)  # fmt: skip
+        if len(texts) == 1:
+            out = self._one(texts[0])
+        else:
+            out = model.encode(list(texts), batch_size=batch_size, show_progress_bar=progress,
+                               output_value=None, convert_to_numpy=False)  # fmt: skip
         special = set(model.tokenizer.all_special_ids)
         vectors, tokens, pieces = [], [], []
         for item in out:

@@ -337,3 +337,22 @@ def test_mpnet_answers_end_to_end(tmp_path, mpnet_cache):
     assert r.returncode == 0 and not json.loads(r.stdout)["answered"]
     r = run("models", "--json")
     assert {m["name"]: m["verified"] for m in json.loads(r.stdout)}["mpnet"] is True
+
+
+def test_a_question_alone_is_embedded_as_the_library_embeds_it(embedder):
+    """One text skips encode()'s per-call work (Embedder._one), and must not change a bit of what
+    the model returns: ranking figures rest on it."""
+    import torch
+
+    model = embedder._load()
+    long = " ".join(["Is the alliance ready to talk to Baku and Yerevan about the corridor?"] * 40)
+    for text in ("Is NATO a party to the war?", "ok", "Qu'a dit l'ambassadeur à Tbilissi ?", long, "  x  "):
+        library = model.encode([text], output_value=None, convert_to_numpy=False)[0]
+        alone = embedder._one(text)[0]
+        assert library.keys() == alone.keys()
+        for key, value in library.items():
+            if isinstance(value, torch.Tensor):
+                assert value.shape == alone[key].shape and torch.equal(value, alone[key]), (text, key)
+            else:
+                assert value == alone[key], (text, key)
+    assert len(embedder.encode_tokens([long])[1][0]) < 300  # truncated as the library truncates
