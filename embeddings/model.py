@@ -195,11 +195,12 @@ class Embedder:
             hf_logging.set_verbosity_error()
 
             try:
-                self._model = SentenceTransformer(str(self.folder), device="cpu", local_files_only=True)
+                model = SentenceTransformer(str(self.folder), device="cpu", local_files_only=True)
             except Exception as e:  # a broken folder fails in many ways inside transformers
                 raise ModelError(f"cannot load model from {self.folder}: {e}") from None
-            self._model.eval()  # encode() sets it on every call; _one relies on it
-            self._prompt = self._model._resolve_prompt(None, None)  # the default prompt, as encode() would
+            model.eval()  # encode() sets it on every call; _one relies on it
+            self._prompt = model._resolve_prompt(None, None)  # the default prompt, as encode() would
+            self._model = model  # last: another thread that sees it may call _one at once
         return self._model
 
     @property
