@@ -295,11 +295,12 @@ class Rarity:
 
     def __init__(self, docs: Sequence[str]) -> None:
         df: Counter[str] = Counter()  # documents holding each word
-        self.docs = held = 0  # all documents; those with a word
+        held = 0  # documents with a word
         for doc in docs:
             words = set(tokenize(doc))
-            self.docs, held = self.docs + 1, held + bool(words)
+            held += bool(words)
             df.update(words)
+        self.docs = len(docs)
         self.vocab = {w: j for j, w in enumerate(df)}
         self.idf = idf(max(held, 1), np.array(list(df.values()), dtype=np.int64))
 

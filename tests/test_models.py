@@ -348,7 +348,7 @@ def test_a_question_alone_is_embedded_as_the_library_embeds_it(embedder):
     long = " ".join(["Is the alliance ready to talk to Baku and Yerevan about the corridor?"] * 40)
     for text in ("Is NATO a party to the war?", "ok", "Qu'a dit l'ambassadeur à Tbilissi ?", long, "  x  "):
         library = model.encode([text], output_value=None, convert_to_numpy=False)[0]
-        alone = embedder._one(text)[0]
+        alone = embedder._one(text)
         assert library.keys() == alone.keys()
         for key, value in library.items():
             if isinstance(value, torch.Tensor):
